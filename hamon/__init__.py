@@ -1,0 +1,1 @@
+"""hamon: HA Monitor shared-disk protection for Pacemaker."""

@@ -1,0 +1,1 @@
+"""The engine: SCSI persistent reservations over every path of a shared disk. No cluster code."""

@@ -1,0 +1,63 @@
+"""The contract every transport fulfils (sgio, iscsi, sim)."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+#: Default bound for one SCSI command. A fence action must never hang: every transport
+#: enforces its own per-command timeout, and callers pass a smaller one when they can.
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What came back for one CDB: the status byte, raw sense and data-in, as sent."""
+
+    status: int
+    sense: bytes = b""
+    data: bytes = b""
+
+
+class PathError(Exception):
+    """The path could not carry the command: no SCSI answer was received.
+
+    ``path`` names the path (a device node or a URL) so every message can say which one.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class PathTimeout(PathError):
+    """No answer within the command's time bound."""
+
+
+@dataclass
+class Transport(abc.ABC):
+    """One I_T nexus to one LUN. Open lazily, close explicitly (or use ``with``)."""
+
+    path: str
+    timeout: float = DEFAULT_TIMEOUT
+    _closed: bool = field(default=False, init=False, repr=False)
+
+    @abc.abstractmethod
+    def execute(
+        self,
+        cdb: bytes,
+        data_out: bytes | None = None,
+        data_in_len: int = 0,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Send ``cdb`` and return the target's answer; raise PathError if none came."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most transports override
+        """Release the path (file descriptor, iSCSI session)."""
+        self._closed = True
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
