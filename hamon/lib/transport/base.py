@@ -52,7 +52,7 @@ class Transport(abc.ABC):
     ) -> CommandResult:
         """Send ``cdb`` and return the target's answer; raise PathError if none came."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most transports override
+    def close(self) -> None:
         """Release the path (file descriptor, iSCSI session)."""
         self._closed = True
 

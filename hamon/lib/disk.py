@@ -1,0 +1,227 @@
+"""A shared disk: one LUN reached through 1..n paths, and how an operand becomes one.
+
+Operands are what an administrator writes in ``scsi_device``/``dmmp_device``/``devices``:
+``/dev/sdX`` or ``/dev/sgN`` (one path), ``/dev/mapper/NAME`` or ``/dev/dm-N`` (DMMP: its
+slave paths), ``/dev/sddlm*`` (HDLM: its paths from ``dlnkmgr view -path``), or
+``iscsi://host[:port]/iqn/lun`` URLs, which are grouped into disks by LUN identity
+(INQUIRY VPD 0x83) the way multipathd groups sd devices by WWID.
+
+Every error here is a :class:`DeviceError` whose text names the operand and says what to
+fix; the agents print it as it is.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from hamon.lib.scsi import command
+from hamon.lib.scsi.errors import NotReady, ScsiError
+from hamon.lib.transport.base import DEFAULT_TIMEOUT, PathError, Transport
+
+
+class DeviceError(ValueError):
+    """An operand that cannot be a shared disk, with the reason and the fix."""
+
+
+class DiskKind(StrEnum):
+    SCSI = "scsi"    # one path: /dev/sdX, /dev/sgN
+    DMMP = "dmmp"    # device-mapper multipath
+    HDLM = "hdlm"    # Hitachi Dynamic Link Manager
+    ISCSI = "iscsi"  # userspace iSCSI URLs, grouped by LUN identity
+
+
+class PathState(StrEnum):
+    UP = "up"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass
+class Path:
+    """One I_T nexus to the LUN. ``os_state`` is what the OS/multipath software says."""
+
+    name: str
+    opener: Callable[[], Transport]
+    os_state: str | None = None
+    os_failed: bool = False
+    state: PathState = PathState.UNKNOWN
+    reason: str = ""
+    _transport: Transport | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def transport(self) -> Transport:
+        with self._lock:
+            if self._transport is None:
+                self._transport = self.opener()
+            return self._transport
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                try:
+                    self._transport.close()
+                finally:
+                    self._transport = None
+
+    def mark(self, state: PathState, reason: str = "") -> None:
+        self.state, self.reason = state, reason
+
+    def check(self, timeout: float | None = None) -> PathState:
+        """TEST UNIT READY through this path; records and returns up/failed with why.
+
+        A path that answers at all (even CHECK CONDITION other than NOT READY) is up: it
+        carries commands, which is all a reservation needs. The OS's own verdict (sysfs
+        device state, multipathd) is reported alongside, not trusted blindly.
+        """
+        try:
+            command.test_unit_ready(self.transport(), timeout=timeout)
+        except PathError as err:
+            self.mark(PathState.FAILED, err.reason)
+            self.close()
+        except NotReady as err:
+            self.mark(PathState.FAILED, str(err.sense or "NOT READY"))
+        except ScsiError:
+            self.mark(PathState.UP, "")
+        else:
+            self.mark(PathState.UP, "")
+        if self.state is PathState.UP and self.os_failed:
+            self.reason = f"answers, but {self.os_state}"
+        return self.state
+
+    def as_dict(self) -> dict[str, object]:
+        return {"path": self.name, "state": str(self.state), "reason": self.reason,
+                "os_state": self.os_state}
+
+
+@dataclass
+class Disk:
+    """One LUN. ``name`` is the operand as given, so messages use the admin's words."""
+
+    name: str
+    kind: DiskKind
+    paths: list[Path]
+    wwid: str | None = None
+
+    @property
+    def multipath(self) -> bool:
+        return self.kind in (DiskKind.DMMP, DiskKind.HDLM) or len(self.paths) > 1
+
+    def path_label(self, path: Path) -> str:
+        """Device naming as HA Monitor prints it: ``mpatha(/dev/sdc)`` for DMMP paths."""
+        if self.kind is DiskKind.DMMP:
+            return f"{self.name.rsplit('/', 1)[-1]}({path.name})"
+        if len(self.paths) == 1 and path.name == self.name:
+            return self.name
+        return f"{self.name}({path.name})"
+
+    def up_paths(self) -> list[Path]:
+        return [p for p in self.paths if p.state is PathState.UP]
+
+    def failed_paths(self) -> list[Path]:
+        return [p for p in self.paths if p.state is PathState.FAILED]
+
+    def check_paths(self, timeout: float | None = None) -> None:
+        """Check every path (in parallel: a dead path must not delay the live ones)."""
+        run_parallel([lambda p=p: p.check(timeout) for p in self.paths])
+
+    def close(self) -> None:
+        for p in self.paths:
+            p.close()
+
+    def as_dict(self) -> dict[str, object]:
+        up = len(self.up_paths())
+        return {"disk": self.name, "kind": str(self.kind), "wwid": self.wwid,
+                "paths_up": up, "paths_total": len(self.paths),
+                "paths": [p.as_dict() for p in self.paths]}
+
+
+def run_parallel(jobs: list[Callable[[], object]], max_workers: int = 64) -> list[object]:
+    """Run jobs in threads, return results (or the exception raised) in order.
+
+    Threads, not processes: every job is blocked in I/O (an ioctl, a socket) with the GIL
+    released, and a fence action must not fork per SCSI command.
+    """
+    if len(jobs) == 1:
+        try:
+            return [jobs[0]()]
+        except Exception as err:
+            return [err]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(job: Callable[[], object]) -> object:
+        try:
+            return job()
+        except Exception as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(jobs) or 1)) as pool:
+        return list(pool.map(call, jobs))
+
+
+@dataclass
+class Resolver:
+    """Turns operands into disks. ``initiator`` is this node's name for ``iscsi://``."""
+
+    initiator: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    #: Factories, replaceable in unit tests (the sim target).
+    iscsi_opener: Callable[[str, str, float], Transport] | None = None
+    sgio_opener: Callable[[str, float], Transport] | None = None
+
+    def open_iscsi(self, url: str) -> Transport:
+        if self.iscsi_opener is not None:
+            return self.iscsi_opener(url, self.initiator or "", self.timeout)
+        from hamon.lib.transport.iscsi import IscsiTransport
+        if not self.initiator:
+            raise DeviceError(f"{url}: an iSCSI initiator name is needed for iscsi:// "
+                              "devices (set iscsi_initiator)")
+        return IscsiTransport(path=url, initiator=self.initiator, timeout=self.timeout)
+
+    def open_sgio(self, dev: str) -> Transport:
+        if self.sgio_opener is not None:
+            return self.sgio_opener(dev, self.timeout)
+        from hamon.lib.transport.sgio import SgioTransport
+        return SgioTransport(path=dev, timeout=self.timeout)
+
+    def resolve(self, operands: list[str] | str) -> list[Disk]:
+        """All operands, as disks, in the order given (URLs grouped by LUN)."""
+        if isinstance(operands, str):
+            operands = split_operands(operands)
+        if not operands:
+            raise DeviceError("no device given: name at least one shared disk")
+        from hamon.lib.multipath import dmmp, hdlm, iscsi_group, single
+
+        disks: list[Disk] = []
+        urls: list[str] = []
+        for op in operands:
+            if op.startswith("iscsi://"):
+                urls.append(op)
+            elif "://" in op:
+                raise DeviceError(f"{op}: unknown URL scheme; only iscsi:// URLs or "
+                                  "/dev paths are devices")
+            elif op.startswith("/dev/sddlm"):
+                disks.append(hdlm.resolve(op, self))
+            elif op.startswith(("/dev/mapper/", "/dev/dm-")):
+                disks.append(dmmp.resolve(op, self))
+            elif op.startswith("/dev/"):
+                disks.append(single.resolve(op, self))
+            else:
+                raise DeviceError(f"{op!r}: not a device path; give /dev/sdX, "
+                                  "/dev/mapper/NAME, /dev/dm-N, /dev/sddlmXX or iscsi://...")
+        if urls:
+            disks.extend(iscsi_group.resolve(urls, self))
+        seen: dict[str, str] = {}
+        for d in disks:
+            if d.wwid and d.wwid in seen:
+                raise DeviceError(f"{d.name} and {seen[d.wwid]} are the same LUN "
+                                  f"({d.wwid}); list each shared disk once")
+            if d.wwid:
+                seen[d.wwid] = d.name
+        return disks
+
+
+def split_operands(text: str) -> list[str]:
+    """``a,b c`` -> [a, b, c]: Pacemaker users write lists with commas or spaces."""
+    return [t for t in text.replace(",", " ").split() if t]
