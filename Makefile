@@ -1,0 +1,63 @@
+# Install hamon where Pacemaker, man and Python find it; uninstall it again.
+#
+#   make install            agents, man pages, the hamon command and the package
+#   make uninstall
+#   make install-dev        the same agents, but importing hamon from this checkout
+#                           (what the cluster tier and a developer use)
+#
+# The agents run with Debian's /usr/bin/python3 (fencing.py and ocf.py are installed for
+# it). They find the hamon package through @HAMON_PYTHONPATH@, substituted here, the way
+# fence-agents substitutes @FENCEAGENTSLIBDIR@.
+PYTHON   ?= /usr/bin/python3
+DESTDIR  ?=
+PREFIX   ?= /usr
+SBINDIR  ?= $(PREFIX)/sbin
+OCFDIR   ?= /usr/lib/ocf/resource.d/hamon
+MANDIR   ?= $(PREFIX)/share/man
+LIBDIR   ?= /usr/lib/hamon
+SHAREDIR ?= /usr/share/hamon
+CHECKOUT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+
+AGENT_FILES = fence_hamon_scsi:$(SBINDIR)/fence_hamon_scsi \
+              ocf/hamon_disk:$(OCFDIR)/hamon_disk \
+              hamon:$(SBINDIR)/hamon
+MAN_PAGES   = $(wildcard man/*.[0-9])
+
+.PHONY: install install-dev uninstall test demo lint
+
+install: PYPATH = $(LIBDIR)
+install: install-agents
+	install -d $(DESTDIR)$(LIBDIR)
+	cd $(CHECKOUT) && find hamon -name '*.py' -exec install -D -m 644 {} $(DESTDIR)$(LIBDIR)/{} \;
+	for m in $(MAN_PAGES); do s=$${m##*.}; install -D -m 644 $$m \
+	    $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+
+install-dev: PYPATH = $(CHECKOUT)
+install-dev: install-agents
+
+install-agents:
+	@for pair in $(AGENT_FILES); do src=agents/$${pair%%:*}; dst=$(DESTDIR)$${pair#*:}; \
+	    [ -f $(CHECKOUT)/$$src ] || continue; \
+	    install -d $$(dirname $$dst); \
+	    sed -e 's|@HAMON_PYTHONPATH@|$(PYPATH)|' $(CHECKOUT)/$$src > $$dst.tmp && \
+	    chmod 755 $$dst.tmp && mv $$dst.tmp $$dst && echo "installed $$dst"; done
+	@if [ -f $(CHECKOUT)/agents/fence_hamon_scsi_check ]; then \
+	    install -d $(DESTDIR)$(SHAREDIR); \
+	    sed -e 's|@HAMON_PYTHONPATH@|$(PYPATH)|' $(CHECKOUT)/agents/fence_hamon_scsi_check \
+	        > $(DESTDIR)$(SHAREDIR)/fence_hamon_scsi_check; \
+	    chmod 755 $(DESTDIR)$(SHAREDIR)/fence_hamon_scsi_check; fi
+
+uninstall:
+	for pair in $(AGENT_FILES); do rm -f $(DESTDIR)$${pair#*:}; done
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR)
+	-rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null
+	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+
+test:
+	./run-tests
+
+demo:
+	./demo/run
+
+lint:
+	.venv/bin/ruff check .
