@@ -1,0 +1,204 @@
+"""HA Monitor's semantics for shared-disk failures, as a decision table, and OS termination.
+
+The table (HA Monitor manual §7.5.7-7.5.10, the seed in ``shared/seed``):
+
+=============  ==========================  ===================================  ==========
+phase          some paths of a disk fail   every path of a disk fails            (messages)
+=============  ==========================  ===================================  ==========
+terminating    finish the termination      KAMN726-E, terminate the OS           725, 726
+switchover     go on (as while running)    KAMN726-E, the switchover fails       725, 726
+standby        resume processing           resume processing (no termination)    725, 726
+running        degraded                    failure (Pacemaker recovers)          725, 726
+=============  ==========================  ===================================  ==========
+
+A disk with a single path whose path fails is "every path". KAMN725-W is logged for each
+failed path, naming it as HA Monitor does (``mpatha(/dev/sdc)`` for DMMP).
+
+:func:`decide` is pure: it reads path states and returns a :class:`Decision`. :func:`act`
+logs, journals and terminates. The OS terminator is an object so tests observe the call
+instead of suffering it.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hamon.lib import messages
+from hamon.lib.disk import Disk, PathState
+from hamon.lib.journal import Journal
+from hamon.lib.messages import DetailsCode
+
+
+class Phase(StrEnum):
+    TERMINATING = "terminating"  # the active server stops (§7.5.8)
+    SWITCHOVER = "switchover"    # the standby becomes active (§7.5.10)
+    STANDBY = "standby"          # standby starting, on standby, terminating; probes (§7.5.9)
+    RUNNING = "running"          # the active server's periodic reservation check (§7.5.7)
+
+
+class TerminationKind(StrEnum):
+    """What kind of termination a stop is; decides step 4 of the recovery procedure."""
+
+    NORMAL = "normal"      # the service stops and starts nowhere else
+    PLANNED = "planned"    # a switchover: moved, migrated, node put in standby
+    ABNORMAL = "abnormal"  # recovery after a failure
+    UNKNOWN = "unknown"
+
+
+class Verdict(StrEnum):
+    CONTINUE = "continue"
+    DEGRADED = "degraded"
+    FAIL = "fail"
+    TERMINATE_OS = "terminate-os"
+
+
+@dataclass(frozen=True)
+class FailedPath:
+    label: str   # as the messages print it
+    path: str
+    reason: str
+    code: str
+
+
+@dataclass(frozen=True)
+class DiskFailure:
+    disk: str
+    kind: str
+    wwid: str | None
+    paths_total: int
+    failed: tuple[FailedPath, ...]
+
+    @property
+    def all_failed(self) -> bool:
+        return len(self.failed) == self.paths_total
+
+
+@dataclass(frozen=True)
+class Decision:
+    phase: Phase
+    verdict: Verdict
+    failures: tuple[DiskFailure, ...] = ()
+
+    @property
+    def all_failed_disks(self) -> list[DiskFailure]:
+        return [f for f in self.failures if f.all_failed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phase": str(self.phase), "verdict": str(self.verdict),
+                "disks": [{**asdict(f), "all_failed": f.all_failed,
+                           "failed": [asdict(p) for p in f.failed]} for f in self.failures]}
+
+
+def _code(reason: str) -> str:
+    r = reason.lower()
+    if "no such" in r or "cannot open" in r or "not found" in r:
+        return DetailsCode.OPEN
+    return DetailsCode.IO_ERR
+
+
+def failures_of(disks: list[Disk]) -> list[DiskFailure]:
+    """The disks with at least one failed path, from their recorded path states."""
+    out = []
+    for d in disks:
+        failed = tuple(FailedPath(d.path_label(p), p.name, p.reason, _code(p.reason))
+                       for p in d.paths if p.state is PathState.FAILED)
+        if failed:
+            out.append(DiskFailure(d.name, str(d.kind), d.wwid, len(d.paths), failed))
+    return out
+
+
+def decide(phase: Phase, failures: list[DiskFailure]) -> Decision:
+    """Apply the table. Pure: no message, no journal, no termination."""
+    any_all = any(f.all_failed for f in failures)
+    if not failures:
+        verdict = Verdict.CONTINUE
+    elif phase is Phase.TERMINATING:
+        verdict = Verdict.TERMINATE_OS if any_all else Verdict.CONTINUE
+    elif phase in (Phase.SWITCHOVER, Phase.RUNNING):
+        verdict = Verdict.FAIL if any_all else Verdict.DEGRADED
+    else:
+        verdict = Verdict.CONTINUE
+    return Decision(phase, verdict, tuple(failures))
+
+
+class OsAction(StrEnum):
+    REBOOT = "reboot"
+    POWEROFF = "poweroff"
+    CRASH = "crash"
+    NONE = "none"
+
+
+_SYSRQ = {OsAction.REBOOT: "b", OsAction.POWEROFF: "o", OsAction.CRASH: "c"}
+_FALLBACK = {OsAction.REBOOT: ["reboot", "-f"], OsAction.POWEROFF: ["poweroff", "-f"]}
+
+
+@dataclass
+class OsTerminator:
+    """Terminates the OS at once, as HA Monitor does, or records that it would (dry run).
+
+    Immediate (magic SysRq b/o/c) and without ``sync``: with every path of a shared disk
+    failed, a sync can block forever on that disk's queued I/O, and the point is to stop
+    this node from touching the disk before the standby takes it. The journal entry is
+    already fsync-ed on the local disk by then.
+    ``dry_run_file``: append the request there instead (tests, demos, workstations).
+    """
+
+    action: OsAction = OsAction.REBOOT
+    dry_run_file: str | None = None
+    requested: list[str] = field(default_factory=list)
+
+    def terminate(self, reason: str) -> bool:
+        """Request termination; returns False when action is none (the caller must fail)."""
+        if self.action is OsAction.NONE:
+            return False
+        self.requested.append(reason)
+        if self.dry_run_file:
+            with open(self.dry_run_file, "a") as f:
+                f.write(f"{self.action} {reason}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        try:
+            with open("/proc/sysrq-trigger", "w") as f:
+                f.write(_SYSRQ[self.action])
+        except OSError:
+            cmd = _FALLBACK.get(self.action)
+            if cmd:
+                subprocess.run(cmd, check=False, timeout=30)
+        return True
+
+
+def act(
+    decision: Decision,
+    *,
+    alias: str,
+    host: str,
+    journal: Journal | None,
+    terminator: OsTerminator | None,
+    termination_kind: TerminationKind = TerminationKind.UNKNOWN,
+    resource: str = "",
+) -> bool:
+    """Log KAMN725-W/726-E, journal the failure, terminate the OS where the table says.
+
+    Returns True when the OS termination was requested (in dry run too). Order matters:
+    messages, then the durable journal entry, then the termination.
+    """
+    for f in decision.failures:
+        for p in f.failed:
+            messages.emit("KAMN725", device=p.label, code=p.code, alias=alias, host=host)
+        if f.all_failed:
+            messages.emit("KAMN726", device=f.disk, alias=alias,
+                          failed=",".join(p.path for p in f.failed))
+    if journal is not None and decision.failures:
+        journal.append("failure", phase=str(decision.phase), verdict=str(decision.verdict),
+                       termination=str(termination_kind), alias=alias, node=host,
+                       resource=resource, os_action=str(terminator.action) if terminator
+                       else None, disks=decision.as_dict()["disks"])
+    if decision.verdict is not Verdict.TERMINATE_OS or terminator is None:
+        return False
+    disks = ",".join(f.disk for f in decision.all_failed_disks)
+    messages.emit("KAMN954", action=str(terminator.action), alias=alias, device=disks)
+    return terminator.terminate(f"all paths failed: {disks}")

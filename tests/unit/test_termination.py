@@ -1,0 +1,115 @@
+"""The seed's decision table for every combination, the OS termination observed, not run."""
+import itertools
+
+import pytest
+
+from hamon.lib import messages
+from hamon.lib.disk import Disk, DiskKind, Path, PathState
+from hamon.lib.journal import Journal
+from hamon.lib.termination import (
+    OsAction,
+    OsTerminator,
+    Phase,
+    TerminationKind,
+    Verdict,
+    act,
+    decide,
+    failures_of,
+)
+
+
+def disk(n_paths: int, n_failed: int, kind=DiskKind.DMMP, name="/dev/mapper/mpatha"):
+    paths = []
+    for i in range(n_paths):
+        p = Path(f"/dev/sd{chr(ord('b') + i)}", lambda: None)
+        p.mark(PathState.FAILED if i < n_failed else PathState.UP,
+               "SG_IO: DID_NO_CONNECT" if i < n_failed else "")
+        paths.append(p)
+    return Disk(name if n_paths > 1 else "/dev/sdb", kind if n_paths > 1 else DiskKind.SCSI,
+                paths)
+
+
+@pytest.fixture
+def captured():
+    got = []
+    unsubscribe = messages.subscribe(got.append)
+    yield got
+    unsubscribe()
+
+
+CASES = [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 3), (4, 4)]
+EXPECTED = {
+    # phase: (verdict when some failed, verdict when all failed)
+    Phase.TERMINATING: (Verdict.CONTINUE, Verdict.TERMINATE_OS),
+    Phase.SWITCHOVER: (Verdict.DEGRADED, Verdict.FAIL),
+    Phase.STANDBY: (Verdict.CONTINUE, Verdict.CONTINUE),
+    Phase.RUNNING: (Verdict.DEGRADED, Verdict.FAIL),
+}
+
+
+@pytest.mark.parametrize("phase,case,kind", list(itertools.product(
+    Phase, CASES, TerminationKind)))
+def test_decision_table(tmp_path, captured, phase, case, kind):
+    n_paths, n_failed = case
+    d = disk(n_paths, n_failed)
+    decision = decide(phase, failures_of([d]))
+    some, every = EXPECTED[phase]
+    if n_failed == 0:
+        want = Verdict.CONTINUE
+    elif n_failed == n_paths:
+        want = every
+    else:
+        want = some
+    assert decision.verdict is want
+
+    term = OsTerminator(OsAction.REBOOT, dry_run_file=str(tmp_path / "dry"))
+    journal = Journal(str(tmp_path / "journal"))
+    requested = act(decision, alias="svc", host="node1", journal=journal, terminator=term,
+                    termination_kind=kind)
+    ids = [m.full_id for m in captured]
+    assert ids.count("KAMN725-W") == n_failed
+    assert ("KAMN726-E" in ids) is (n_failed == n_paths and n_failed > 0)
+    terminated = want is Verdict.TERMINATE_OS
+    assert requested is terminated
+    assert bool(term.requested) is terminated
+    assert (tmp_path / "dry").exists() is terminated
+    assert ("KAMN954-E" in ids) is terminated
+    if n_failed:
+        (entry,) = journal.entries("failure")
+        assert entry["termination"] == str(kind) and entry["phase"] == str(phase)
+        assert entry["disks"][0]["all_failed"] is (n_failed == n_paths)
+        assert len(entry["disks"][0]["failed"]) == n_failed
+    else:
+        assert journal.entries() == []
+
+
+def test_messages_name_devices_as_ha_monitor_does(captured):
+    d = disk(2, 1)
+    act(decide(Phase.TERMINATING, failures_of([d])), alias="svc", host="node1",
+        journal=None, terminator=None)
+    (m,) = captured
+    assert m.full_id == "KAMN725-W"
+    assert "device name = mpatha(/dev/sdb)" in m.text
+    assert "details code = IO-ERR" in m.text and "alias = svc" in m.text
+
+
+def test_os_action_none_does_not_terminate_and_says_so(tmp_path):
+    term = OsTerminator(OsAction.NONE)
+    d = disk(1, 1)
+    assert act(decide(Phase.TERMINATING, failures_of([d])), alias="svc", host="n",
+               journal=None, terminator=term) is False
+    assert term.requested == []
+
+
+def test_several_disks_one_all_failed_terminates(tmp_path):
+    a, b = disk(2, 1), disk(2, 2, name="/dev/mapper/mpathb")
+    decision = decide(Phase.TERMINATING, failures_of([a, b]))
+    assert decision.verdict is Verdict.TERMINATE_OS
+    assert [f.disk for f in decision.all_failed_disks] == ["/dev/mapper/mpathb"]
+
+
+def test_terminator_dry_run_writes_durably(tmp_path):
+    f = tmp_path / "dry"
+    t = OsTerminator(OsAction.POWEROFF, dry_run_file=str(f))
+    assert t.terminate("why")
+    assert f.read_text() == "poweroff why\n"
