@@ -1,0 +1,112 @@
+"""Operands into disks: validation with bad inputs, URL grouping by LUN identity."""
+import pytest
+
+from hamon.lib.disk import DeviceError, DiskKind, PathState, Resolver, split_operands
+from hamon.lib.multipath import dmmp, hdlm
+from hamon.lib.transport.sim import SimLun, SimTransport
+
+
+@pytest.mark.parametrize("operand,message", [
+    ("/dev/does-not-exist", "no such device"),
+    ("/dev/null", "not a SCSI device"),
+    ("/dev/shm", "not a block device"),
+    ("sdb", "not a device path"),
+    ("/etc/passwd", "not a device path"),
+    ("nbd://host/x", "unknown URL scheme"),
+])
+def test_bad_operands_name_the_device_and_the_fix(operand, message):
+    with pytest.raises(DeviceError) as err:
+        Resolver(initiator="iqn.x:n").resolve([operand])
+    assert message in str(err.value)
+    assert operand.split("://")[0] in str(err.value)
+
+
+def test_empty_device_list():
+    with pytest.raises(DeviceError, match="no device given"):
+        Resolver().resolve("")
+
+
+def test_split_operands():
+    assert split_operands(" /dev/sdb,/dev/sdc  iscsi://h/t/1 ,") == [
+        "/dev/sdb", "/dev/sdc", "iscsi://h/t/1"]
+
+
+def _sim_resolver(targets: dict[tuple[str, int], SimLun], dead: set[str] = frozenset()):
+    """iscsi:// URLs answered by in-memory LUNs: (portal, iqn, lun) -> SimLun."""
+    from hamon.lib.transport.base import PathError
+    from hamon.lib.transport.iscsi import parse_iscsi_url
+
+    def opener(url: str, initiator: str, timeout: float):
+        u = parse_iscsi_url(url)
+        if url in dead:
+            class Dead(SimTransport):
+                def execute(self, *a, **k):
+                    raise PathError(url, "connection refused")
+            return Dead(path=url)
+        lun = targets[(u.target, u.lun)]
+        return SimTransport(path=url, lun=lun, initiator=initiator, port=u.port)
+
+    return Resolver(initiator="iqn.2026-11.org.hamon:node1", iscsi_opener=opener)
+
+
+def test_urls_grouped_by_lun_identity():
+    a, b = SimLun("a"), SimLun("b")
+    r = _sim_resolver({("iqn.t:1", 1): a, ("iqn.t:1", 2): b})
+    disks = r.resolve(["iscsi://127.0.0.1:3260/iqn.t:1/1", "iscsi://127.0.0.2:3261/iqn.t:1/1",
+                       "iscsi://127.0.0.1:3260/iqn.t:1/2"])
+    assert [(d.kind, d.wwid, len(d.paths)) for d in disks] == [
+        (DiskKind.ISCSI, a.wwid, 2), (DiskKind.ISCSI, b.wwid, 1)]
+    assert all(p.state is PathState.UP for d in disks for p in d.paths)
+
+
+def test_unreachable_url_joins_its_target_lun_and_is_reported_failed():
+    a = SimLun("a")
+    dead = "iscsi://127.0.0.2:3261/iqn.t:1/1"
+    r = _sim_resolver({("iqn.t:1", 1): a}, dead={dead})
+    (d,) = r.resolve(["iscsi://127.0.0.1:3260/iqn.t:1/1", dead])
+    assert [p.state for p in d.paths] == [PathState.UP, PathState.FAILED]
+    assert "refused" in d.paths[1].reason
+
+
+def test_unreachable_url_alone_is_its_own_failed_disk():
+    dead = "iscsi://127.0.0.9:3260/iqn.t:9/1"
+    (d,) = _sim_resolver({}, dead={dead}).resolve([dead])
+    assert d.wwid is None and d.paths[0].state is PathState.FAILED
+
+
+def test_same_lun_listed_twice_is_refused():
+    a = SimLun("a")
+    r = _sim_resolver({("iqn.t:1", 1): a, ("iqn.t:2", 1): a})
+    with pytest.raises(DeviceError, match="same LUN"):
+        r.resolve(["iscsi://127.0.0.1/iqn.t:1/1", "iscsi://127.0.0.1/iqn.t:2/1"])
+
+
+def test_dmmp_show_paths_parse():
+    text = "sdb active ready\nsdc failed faulty\n"
+    assert dmmp.parse_show_paths(text) == {"sdb": ("active", "ready"),
+                                           "sdc": ("failed", "faulty")}
+
+
+HDLM_VIEW = """\
+Paths:000002 OnlinePaths:000001
+PathStatus   IO-Count     IO-Errors
+Reduced      31           2
+
+PathID PathName                  DskName                     iLU  ChaPort Status     Type IO-Count   IO-Errors  DNum HDevName
+000000 0000.0000.0000000000000000.0001 HITACHI .OPEN-V          .410012 0A01 1A      Online     Own  20         0          -    sddlmaa
+000001 0001.0000.0000000000000000.0001 HITACHI .OPEN-V          .410012 0A01 2A      Offline(E) Own  11         2          -    sddlmaa
+KAPL01001-I The HDLM command completed normally. Operation name = view, completion time = 2026/11/25 06:00:00
+"""
+
+
+def test_hdlm_view_path_parse_with_spaces_in_disk_name():
+    rows = hdlm.parse_view_path(HDLM_VIEW)
+    assert [(r.path_id, r.status, r.hdev, r.online) for r in rows] == [
+        ("000000", "Online", "sddlmaa", True), ("000001", "Offline(E)", "sddlmaa", False)]
+    assert rows[1].hctl == "1:0:0:1"
+
+
+def test_hdlm_without_dlnkmgr_says_so(monkeypatch):
+    monkeypatch.setattr(hdlm, "dlnkmgr", lambda: None)
+    with pytest.raises(DeviceError, match="dlnkmgr is not installed"):
+        Resolver().resolve(["/dev/sddlmaa"])
