@@ -3,25 +3,37 @@
 Every subcommand takes devices in any form the agents accept (``/dev/sdX``,
 ``/dev/mapper/NAME``, ``/dev/dm-N``, ``/dev/sddlmXX``, ``iscsi://`` URLs), alone or as a
 comma list, prints for people by default and JSON with ``--json``. Bad input gives one
-line naming the device and the fix, exit 2; a target that fails gives exit 1. Never a
-traceback: an administrator at 3 a.m. needs the sentence, not the stack.
+line naming the device and the fix, exit 2; a target that fails gives exit 1; a refused
+``reservation cancel`` gives exit 3. Never a traceback: an administrator at 3 a.m. needs
+the sentence, not the stack.
+
+``recover``, ``status`` and ``reservation cancel`` implement HA Monitor's manual recovery
+(manual §7.5.8, §7.5.12) on top of the journal the agents keep: see
+:mod:`hamon.lib.recovery` for which step applies when, and docs/recovery.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+from hamon.lib import config, failback, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import DeviceError, Disk, Resolver, split_operands
+from hamon.lib.disk import DeviceError, Disk, Resolver, run_parallel, split_operands
 from hamon.lib.identity import default_initiator, local_node_name
+from hamon.lib.journal import Journal, Record
+from hamon.lib.messages import emit
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.transport.base import PathError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+#: Bound for asking the cluster (crm_node, crm_mon, cibadmin) from the command.
+CLUSTER_TIMEOUT = 10.0
 
 
 class CliError(Exception):
@@ -30,9 +42,15 @@ class CliError(Exception):
         self.code = code
 
 
-def _resolver(args: argparse.Namespace) -> Resolver:
-    initiator = args.initiator or default_initiator(args.node or local_node_name())
+def _resolver(args: argparse.Namespace, initiator: str | None = None) -> Resolver:
+    initiator = initiator or args.initiator or default_initiator(_node(args))
     return Resolver(initiator=initiator, timeout=args.timeout)
+
+
+def _node(args: argparse.Namespace) -> str:
+    if not getattr(args, "_node_name", None):
+        args._node_name = args.node or local_node_name()
+    return args._node_name
 
 
 def _disks(args: argparse.Namespace) -> list[Disk]:
@@ -50,6 +68,56 @@ def _owner(k: int, nodes: list[str]) -> str:
     return " (hamon key)" if keymod.is_hamon_key(k) else ""
 
 
+def _journal(args: argparse.Namespace) -> tuple[Journal, list[Record]]:
+    j = Journal(args.journal)
+    try:
+        return j, j.records()
+    except OSError as err:
+        raise CliError(f"{j.path}: cannot read the journal: {err.strerror}") from None
+
+
+def _membership(args: argparse.Namespace) -> config.Membership | None:
+    """Best effort, for naming key owners: None when the cluster cannot say."""
+    try:
+        return config.membership(CLUSTER_TIMEOUT)
+    except config.ClusterUnavailable:
+        return None
+
+
+def _known_nodes(args: argparse.Namespace, mem: config.Membership | None = None,
+                 records: Sequence[Record] = ()) -> list[str]:
+    """Node names to name key owners with: --nodes, this node, the cluster's, and every
+    node the journal mentions (a dead node is often known only from there)."""
+    names = [*split_operands(args.nodes or ""), _node(args)]
+    names += [str(r.entry["node"]) for r in records
+              if r.valid and r.entry and r.entry.get("node")]
+    if mem is not None:
+        names += list(mem.nodes)
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _look(disks: list[Disk], timeout: float) -> list[recovery.DiskNow]:
+    """Check every path and read keys and holder: the state of ``disks`` now."""
+    run_parallel([lambda d=d: d.check_paths(timeout) for d in disks])
+    out = rsv.read_status(disks)
+    return [recovery.disk_now(d, r) for d, r in zip(disks, out.results, strict=True)]
+
+
+def _close(disks: list[Disk]) -> None:
+    for d in disks:
+        d.close()
+
+
+def _print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _wrap(text: str, indent: str = "  ") -> str:
+    return textwrap.fill(text, width=92, initial_indent=indent, subsequent_indent=indent)
+
+
+# -- paths / keys / reservation / key ----------------------------------------------------
 def cmd_paths(args: argparse.Namespace) -> int:
     disks = _disks(args)
     rsv.run_parallel([lambda d=d: d.check_paths(args.timeout) for d in disks])
@@ -67,9 +135,9 @@ def cmd_paths(args: argparse.Namespace) -> int:
     return EXIT_OK if all(d.up_paths() for d in disks) else EXIT_FAILED
 
 
-def _status(args: argparse.Namespace) -> tuple[list[Disk], rsv.Outcome]:
+def _status(args: argparse.Namespace, full: bool = True) -> tuple[list[Disk], rsv.Outcome]:
     disks = _disks(args)
-    return disks, rsv.read_status(disks, full=True)
+    return disks, rsv.read_status(disks, full=full)
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -100,6 +168,19 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_reservation(args: argparse.Namespace) -> int:
+    """``hamon reservation [show] DEV...`` or ``hamon reservation cancel DEV...``."""
+    devices = list(args.device)
+    verb = devices.pop(0) if devices[0] in ("show", "cancel") else "show"
+    if not devices:
+        raise CliError(f"reservation {verb}: name at least one device", EXIT_USAGE)
+    if verb == "show" and (args.force or args.key or args.nodes_online is not None):
+        raise CliError("--force, --key and --nodes-online belong to "
+                       "'hamon reservation cancel DEV'", EXIT_USAGE)
+    args.device = devices
+    return cmd_cancel(args) if verb == "cancel" else _show_reservation(args)
+
+
+def _show_reservation(args: argparse.Namespace) -> int:
     disks, out = _status(args)
     nodes = split_operands(args.nodes or "")
     rows = []
@@ -140,46 +221,468 @@ def cmd_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _close(disks: list[Disk]) -> None:
-    for d in disks:
-        d.close()
+# -- reservation cancel ------------------------------------------------------------------
+def _liveness(args: argparse.Namespace) -> tuple[config.Membership | None, str]:
+    """Who is alive: the --nodes-online test hook, else the cluster; (None, why) if unknown.
+
+    This node counts as alive whatever the source says: it is running this command.
+    """
+    me = _node(args)
+    if args.nodes_online is not None:
+        names = set(split_operands(args.nodes_online)) | {me}
+        return config.Membership(dict.fromkeys(names, True), True, "--nodes-online"), ""
+    try:
+        mem = config.membership(CLUSTER_TIMEOUT)
+    except config.ClusterUnavailable as err:
+        return None, f"the cluster cannot be asked who is alive ({err})"
+    if mem.quorate is False:
+        return mem, ("this partition has no quorum: a node it sees as lost may be alive "
+                     "on the other side of a split")
+    return config.Membership({**mem.nodes, me: True}, mem.quorate, mem.source), ""
 
 
-def _print_json(obj: object) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
-    sys.stdout.write("\n")
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """HA Monitor's "canceling SCSI reservation for shared disk" (§7.5.12), guarded."""
+    me = _node(args)
+    try:
+        my_key = keymod.resolve_key(args.key, me)
+    except ValueError as err:
+        raise CliError(str(err), EXIT_USAGE) from None
+    disks, out = _status(args, full=False)
+    try:
+        unread = out.failed()
+        if unread:
+            r = unread[0]
+            raise CliError(f"{r.disk.name}: cannot read the reservation through any path "
+                           f"({r.error or r.detail}); nothing was changed")
+        mem, unknown_why = _liveness(args)
+        try:  # names only: an unreadable journal must not stand in the cancel's way
+            records = _journal(args)[1]
+        except CliError:
+            records = []
+        nodes = _known_nodes(args, mem, records)
+        online = mem.online() if mem is not None and not unknown_why else set()
+        plan = []
+        refusals: list[str] = []
+        for r in out.results:
+            st: rsv.LunStatus = r.value
+            res = st.reservation
+            desc = recovery.describe_key(res.key, nodes)
+            if not res.held:
+                plan.append((r.disk, st, None))
+                continue
+            holder_keys = {res.key} if res.key else set(st.keys)  # WE-AR/EA-AR: all
+            live = sorted(n for n in online if keymod.key_for_node(n) in holder_keys)
+            if my_key in holder_keys and me not in live:
+                live.append(me)
+            if live:
+                refusals.append(f"{r.disk.name} is held by {desc}, and "
+                                f"{', '.join(live)} is a live cluster node")
+            elif unknown_why:
+                refusals.append(f"{r.disk.name} is held by {desc}, and {unknown_why}")
+            elif not all(keymod.is_hamon_key(k) for k in holder_keys):
+                refusals.append(f"{r.disk.name} is held by {desc}: hamon cannot tell "
+                                "whether the node behind that key is alive")
+            plan.append((r.disk, st, live))
+        if refusals and not args.force:
+            raise CliError("refused: " + "; ".join(refusals) + ". Nothing was changed; "
+                           "check crm_mon, then rerun with --force if the holder is "
+                           "really gone", EXIT_REFUSED)
+        return _do_cancel(args, plan, my_key, nodes, online, forced=bool(refusals))
+    finally:
+        _close(disks)
+
+
+def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus, Any]],
+               my_key: int, nodes: list[str], online: set[str], forced: bool) -> int:
+    me = _node(args)
+    rows: list[dict[str, Any]] = []
+    failed = False
+    for disk, st, _live in plan:
+        res = st.reservation
+        row: dict[str, Any] = {"disk": disk.name, "wwid": disk.wwid,
+                               "holder": format_key(res.key) if res.key is not None else None,
+                               "holder_node": keymod.owner_of(res.key, nodes)
+                               if res.key else None,
+                               "type": res.type.short if res.type else None,
+                               "keys_before": [format_key(k) for k in dict.fromkeys(st.keys)]}
+        if not res.held:
+            row.update(result="nothing to cancel", ok=True)
+            rows.append(row)
+            continue
+        out = rsv.clear([disk], my_key)
+        r = out.results[0]
+        if not r.ok:
+            failed = True
+            row.update(result=f"not cancelled: {r.error or r.detail}", ok=False)
+            rows.append(row)
+            continue
+        via = r.paths[0].path if r.paths else "?"
+        row.update(result="cancelled", ok=True, via=via)
+        if my_key in st.keys:  # CLEAR took this node's own registration too: restore it
+            again = rsv.register([disk], my_key)
+            row["reregistered"] = again.ok
+        dropped = sorted(n for n in online if n != me and keymod.key_for_node(n) in st.keys)
+        row["dropped_live_registrations"] = dropped
+        holder = recovery.describe_key(res.key, nodes) if res.key is not None else "-"
+        emit("KAMN953", device=disk.name, holder=holder,
+             by=f"{me} (--force)" if forced else me)
+        rows.append(row)
+    cancelled = [r for r in rows if r.get("result") == "cancelled"]
+    journal_error = None
+    if cancelled:
+        try:
+            Journal(args.journal).append("cancel", node=me, forced=forced, disks=cancelled)
+        except OSError as err:
+            journal_error = f"the journal could not be updated: {err.strerror}"
+    if args.json:
+        _print_json({"disks": rows, "forced": forced, "journal_error": journal_error})
+    else:
+        for row in rows:
+            if row["result"] == "nothing to cancel":
+                print(f"{row['disk']}: no reservation is held: nothing to cancel")
+            elif row["ok"]:
+                print(f"{row['disk']}: reservation cancelled (was held by "
+                      f"{recovery.describe_key(int(row['holder'], 16), nodes)} "
+                      f"{row['type']}; cleared through {row['via']})")
+                for n in row["dropped_live_registrations"]:
+                    print(f"  note: the registration of live node {n} was cleared too; "
+                          f"restore it with: stonith_admin --unfence {n}")
+            else:
+                print(f"{row['disk']}: {row['result']}")
+    if journal_error:
+        raise CliError(f"reservation cancelled, but {journal_error}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- status ------------------------------------------------------------------------------
+def _configured(args: argparse.Namespace) -> tuple[list[tuple[list[str], str, str | None]],
+                                                   list[str]]:
+    if args.device:
+        return [([o for d in args.device for o in split_operands(d)], "command line",
+                 None)], []
+    conf = config.configured_disks(args.disks_file, cib=not args.no_cib,
+                                   timeout=CLUSTER_TIMEOUT)
+    groups: list[tuple[list[str], str, str | None]] = []
+    seen: set[str] = set()
+    for s in conf.sources:
+        ops = [o for o in s.operands if o not in seen]
+        seen.update(ops)
+        if ops:
+            groups.append((ops, s.origin, s.initiator))
+    if not groups:
+        raise CliError("no configured shared disk found (" + "; ".join(conf.notes) +
+                       "); name the devices: hamon status DEV...", EXIT_USAGE)
+    return groups, conf.notes
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    groups, notes = _configured(args)
+    journal, records = _journal(args)
+    disks: list[Disk] = []
+    origins: dict[int, str] = {}
+    errors: list[dict[str, Any]] = []
+    seen_wwids: set[str] = set()
+    for ops, origin, initiator in groups:
+        try:
+            found = _resolver(args, initiator).resolve(ops)
+        except DeviceError as err:
+            if origin == "command line":
+                raise CliError(str(err), EXIT_USAGE) from None
+            errors.append({"disk": ",".join(ops), "origin": origin, "error": str(err)})
+            continue
+        for d in found:
+            if d.wwid and d.wwid in seen_wwids:  # one LUN named by two resources
+                d.close()
+                continue
+            if d.wwid:
+                seen_wwids.add(d.wwid)
+            origins[id(d)] = origin
+            disks.append(d)
+    try:
+        now = _look(disks, args.timeout)
+    finally:
+        _close(disks)
+    nodes = _known_nodes(args, _membership(args), records)
+    rows = []
+    for d, n in zip(disks, now, strict=True):
+        last = recovery.last_entry(records, d.name, d.wwid)
+        rows.append({**n.as_dict(), "origin": origins[id(d)],
+                     "paths_up": sum(p.answers for p in n.paths),
+                     "paths_total": len(n.paths),
+                     "holder": recovery.describe_key(n.reservation.key, nodes)
+                     if n.reservation and n.reservation.held else None,
+                     "last_entry": last,
+                     "last_entry_summary": recovery.summarize(last) if last else None})
+    torn = [{"line": r.line, "problem": r.problem} for r in records if not r.valid]
+    ok = not errors and all(r["paths_up"] == r["paths_total"] and r["reservation"]
+                            for r in rows)
+    if args.json:
+        _print_json({"disks": rows, "unresolved": errors, "notes": notes,
+                     "journal": {"path": journal.path, "torn": torn}})
+        return EXIT_OK if ok else EXIT_FAILED
+    for row in rows:
+        wwid = f", wwid {row['wwid']}" if row["wwid"] else ""
+        print(f"{row['disk']}  ({row['kind']}{wwid})  {row['paths_up']}/"
+              f"{row['paths_total']} paths up  [{row['origin']}]")
+        for p in row["paths"]:
+            extra = p["reason"] if p["os_state"] and p["os_state"] in p["reason"] else \
+                "; ".join(x for x in (p["reason"], p["os_state"]) if x)
+            print(f"  path    {p['name']:<40} {p['state']:<7} {extra}".rstrip())
+        res = row["reservation"]
+        if res is None:
+            print(f"  keys    cannot be read: {row['reservation_error']}")
+        else:
+            counts: dict[str, int] = {}
+            for k in res["keys"]:
+                counts[k] = counts.get(k, 0) + 1
+            keys = ", ".join(recovery.describe_key(int(k, 16), nodes)
+                             + (f" x{c}" if c > 1 else "") for k, c in counts.items())
+            print(f"  keys    {keys or 'none registered'}")
+            print(f"  holder  {row['holder'] + ', ' + res['type'] if res['held'] else 'none'}")
+        print(f"  journal {row['last_entry_summary'] or 'no entry'}")
+    for e in errors:
+        print(f"{e['disk']}  [{e['origin']}]: cannot be resolved: {e['error']}")
+    if torn:
+        lines = ", ".join(str(t["line"]) for t in torn)
+        print(f"journal {journal.path}: {len(torn)} torn or damaged line(s) ({lines}), "
+              "not trusted")
+    for note in notes:
+        print(f"note: {note}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+# -- recover -----------------------------------------------------------------------------
+LABELS = {recovery.Applies.YES: "TO DO", recovery.Applies.NO: "not applicable",
+          recovery.Applies.DONE: "done", recovery.Applies.UNKNOWN: "CHECK"}
+
+
+def _resolve_now(args: argparse.Namespace, operands: list[str],
+                 kind: str | None) -> list[recovery.DiskNow]:
+    try:
+        disks = _resolver(args).resolve(operands)
+    except DeviceError as err:
+        return [recovery.DiskNow(operands[0], kind, error=str(err))]
+    try:
+        return _look(disks, args.timeout)
+    finally:
+        _close(disks)
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    journal, records = _journal(args)
+    device = args.device
+    now: list[recovery.DiskNow] = []
+    wwid = None
+    if device is not None:
+        try:
+            disks = _resolver(args).resolve(split_operands(device))
+        except DeviceError as err:
+            if recovery.select(records, device).entry is None:
+                raise CliError(str(err), EXIT_USAGE) from None
+            disks = []
+            now = [recovery.DiskNow(device, None, error=str(err))]
+        if disks:
+            wwid = disks[0].wwid
+            try:
+                now = _look(disks, args.timeout)
+            finally:
+                _close(disks)
+    sel = recovery.select(records, device, wwid)
+    if sel.entry is None and device is None:
+        return _nothing_recorded(args, journal, sel)
+    if sel.entry is not None and device is None:
+        kinds = {str(d.get("disk")): d.get("kind") for d in recovery.entry_disks(sel.entry)}
+        for ops in recovery.operands_of(sel.entry):
+            now += _resolve_now(args, ops, kinds.get(ops[0]))
+    elif sel.entry is not None and now and now[0].kind is None:
+        kinds = [d.get("kind") for d in recovery.entry_disks(sel.entry)
+                 if recovery.concerns({"disks": [d]}, device, wwid)]
+        now[0] = recovery.DiskNow(now[0].disk, kinds[0] if kinds else None,
+                                  error=now[0].error)
+    failed_devs = {str(p.get("path")) for d in recovery.entry_disks(sel.entry or {})
+                   for p in d.get("failed", []) if isinstance(p, dict)}
+    failed_devs |= {p.name for d in now for p in d.paths if not p.answers}
+    kernel = recovery.kernel_messages(sorted(failed_devs),
+                                      (sel.entry or {}).get("time"))
+    nodes = _known_nodes(args, _membership(args), records)
+    from hamon.lib.multipath import hdlm
+    plan = recovery.build(sel, now, device=device, nodes=nodes, kernel=kernel,
+                          dlnkmgr=hdlm.dlnkmgr() or "dlnkmgr")
+    return _present(args, plan)
+
+
+def _nothing_recorded(args: argparse.Namespace, journal: Journal,
+                      sel: recovery.Selection) -> int:
+    warnings = [f"journal line {r.line}: {r.problem}; not trusted" for r in sel.torn]
+    if args.json:
+        _print_json({"device": None, "entry": None, "journal": journal.path,
+                     "warnings": warnings, "steps": []})
+        return EXIT_OK
+    for w in warnings:
+        print(f"warning: {w}")
+    print(f"No disk failure is recorded in {journal.path}: nothing hamon knows to "
+          "recover. To walk through the procedure for one disk: hamon recover DEV")
+    return EXIT_OK
+
+
+def _present(args: argparse.Namespace, plan: recovery.Plan) -> int:
+    commands = plan.failback_commands
+    results: list[failback.Result] = []
+    run_note = ""
+    if args.json:
+        if args.yes:
+            results = failback.run(commands)
+        else:
+            run_note = "not run: give --yes to run the failback commands"
+        _print_json({**plan.as_dict(), "journal": args.journal or Journal().path,
+                     "failback": {"run": bool(results), "note": run_note,
+                                  "results": [r.as_dict() for r in results]}})
+        return EXIT_FAILED if any(not r.ok for r in results) else EXIT_OK
+    _print_plan(plan)
+    if not commands:
+        return EXIT_OK
+    print()
+    if args.yes:
+        go = True
+    elif sys.stdin.isatty():
+        try:
+            answer = input(f"Run the {len(commands)} failback command(s) of step 3 now? "
+                           "[y/N] ")
+        except EOFError:
+            answer = ""
+        go = answer.strip().lower() in ("y", "yes")
+        if not go:
+            print("Not run.")
+    else:
+        go = False
+        print("Failback commands not run: no terminal to confirm on. Run them yourself, "
+              "or rerun with --yes.")
+    if not go:
+        return EXIT_OK
+    results = failback.run(commands)
+    for r in results:
+        state = "ok" if r.ok else f"FAILED (exit {r.exit_code})"
+        print(f"$ {r.command.shell}: {state}{': ' + r.output if r.output else ''}")
+    if any(not r.ok for r in results):
+        raise CliError(f"{sum(not r.ok for r in results)} of {len(results)} failback "
+                       "command(s) failed; see above")
+    print("Check the paths: hamon paths " + " ".join(dict.fromkeys(
+        c.disk for c in commands)))
+    return EXIT_OK
+
+
+def _print_plan(plan: recovery.Plan) -> None:
+    target = plan.device or ", ".join(d.disk for d in plan.disks) or "-"
+    if plan.entry is not None:
+        print(f"Recovery of {target}: failure recorded {plan.entry.get('time', '?')} "
+              f"(journal line {plan.entry_line}), termination: {plan.termination}")
+    else:
+        print(f"Recovery of {target}: no failure recorded for it in the journal")
+    for w in plan.warnings:
+        print(_wrap(f"warning: {w}", ""))
+    for s in plan.steps:
+        print()
+        print(f"Step {s.number}. {s.title}  [{LABELS[s.applies]}]")
+        print(_wrap(s.why))
+        for line in s.details:
+            print(f"    {line}")
+        for c in s.commands:
+            print(f"    $ {c.shell}")
+        for c in s.suggested:
+            print(f"    run: {c}")
+
+
+# -- the parser ----------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+DEVICE_HELP = ("device(s): /dev/sdX, /dev/mapper/NAME, /dev/dm-N, /dev/sddlmXX, "
+               "iscsi://host[:port]/iqn/lun; comma lists ok")
+
+
+def _common(top: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name.
+
+    The copy given to the subcommands has SUPPRESS defaults: otherwise argparse lets a
+    subcommand's default overwrite what was given before the command name
+    (``hamon --json status`` would lose ``--json``).
+    """
+    def d(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    c = argparse.ArgumentParser(add_help=False)
+    c.add_argument("--json", action="store_true", default=d(False),
+                   help="machine-readable output")
+    c.add_argument("--initiator", default=d(None), help="iSCSI initiator name for "
+                   "iscsi:// devices (default: derived from the node name)")
+    c.add_argument("--node", default=d(None),
+                   help="this node's cluster name (default: crm_node -n)")
+    c.add_argument("--timeout", type=float, default=d(10.0),
+                   help="seconds per SCSI command (default 10)")
+    c.add_argument("--nodes", default=d(None),
+                   help="comma list of node names, to name key owners")
+    return c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--initiator", help="iSCSI initiator name for iscsi:// devices "
-                        "(default: derived from the node name)")
-    common.add_argument("--node", help="this node's cluster name (default: crm_node -n)")
-    common.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds per SCSI command (default 10)")
-    common.add_argument("--nodes", help="comma list of node names, to name key owners")
-    p = argparse.ArgumentParser(prog="hamon", description=__doc__.split("\n\n")[0],
-                                parents=[common])
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common(top=False)
+    journal = argparse.ArgumentParser(add_help=False)
+    journal.add_argument("--journal", metavar="FILE",
+                         help="the journal (default $HAMON_JOURNAL, else "
+                              "/var/lib/hamon/journal)")
+    p = _Parser(prog="hamon", parents=[_common(top=True)],
+                description="The administrator's command for hamon's shared disks: paths, "
+                            "keys, reservations, status and recovery. See hamon(8).")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           parser_class=_Parser)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
-            device: bool = True) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, parents=[common], description=help_)
+            device: str | None = "+", parents: Sequence[argparse.ArgumentParser] = (),
+            usage: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, parents=[common, *parents], description=help_,
+                            usage=usage)
         if device:
-            sp.add_argument("device", nargs="+", metavar="DEV",
-                            help="device(s): /dev/sdX, /dev/mapper/NAME, /dev/dm-N, "
-                                 "/dev/sddlmXX, iscsi://host[:port]/iqn/lun; comma lists ok")
+            sp.add_argument("device", nargs=device, metavar="DEV", help=DEVICE_HELP)
         sp.set_defaults(func=fn)
         return sp
 
     add("paths", cmd_paths, "show each disk's paths and whether they answer")
     add("keys", cmd_keys, "show the registered reservation keys")
-    add("reservation", cmd_reservation, "show who holds the persistent reservation")
+    r = add("reservation", cmd_reservation,
+            "show who holds the persistent reservation, or cancel it "
+            "(HA Monitor's 'canceling SCSI reservation for shared disk')",
+            parents=[journal],
+            usage="hamon reservation [show] DEV...\n"
+                  "       hamon reservation cancel DEV... [--force] [--key KEY] "
+                  "[--nodes-online NODES]")
+    r.add_argument("--force", action="store_true",
+                   help="cancel: even when a live node holds the reservation, or when "
+                        "hamon cannot tell who is alive")
+    r.add_argument("--key", help="cancel: this node's key, when not derived from its name")
+    r.add_argument("--nodes-online", metavar="NODES",
+                   help="cancel: treat exactly these nodes (comma list) as alive instead "
+                        "of asking the cluster; a test hook, and for a cluster whose tools "
+                        "do not answer")
     k = add("key", cmd_key, "show the reservation key hamon derives for a node",
-            device=False)
+            device=None)
     k.add_argument("node_name", nargs="?", metavar="NODE")
     k.add_argument("--key", help="an explicit key (checked and printed as hamon uses it)")
+    s = add("status", cmd_status, "every configured shared disk: paths, keys, holder and "
+            "the last journal entry", device="*", parents=[journal])
+    s.add_argument("--disks-file", metavar="FILE",
+                   help="disks file (default $HAMON_DISKS_FILE, else /etc/hamon/disks)")
+    s.add_argument("--no-cib", action="store_true",
+                   help="do not read the disks configured in the CIB")
+    rc = add("recover", cmd_recover, "walk through HA Monitor's recovery procedure after "
+             "a shared-disk failure, and fail back recovered paths", device="?",
+             parents=[journal])
+    rc.add_argument("--yes", action="store_true",
+                    help="run the failback commands without asking (for scripts)")
     return p
 
 
@@ -191,8 +694,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as err:
         print(f"hamon: {err}", file=sys.stderr)
         return err.code
+    except (DeviceError, config.ConfigError) as err:
+        print(f"hamon: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except PathError as err:
         print(f"hamon: {err}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # the promise: one line, never a traceback
+        if os.environ.get("HAMON_DEBUG"):
+            raise
+        print(f"hamon: internal error: {type(err).__name__}: {err} (HAMON_DEBUG=1 shows "
+              "the traceback; please report it)", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,545 @@
+"""The ``hamon`` command end to end on the in-memory target: status, recover, cancel.
+
+Nothing here asks a real cluster, a real multipathd or a real journal: membership, the
+CIB, kernel logs and command execution are replaced per test, and the node is always
+given with --node (crm_node may answer on a machine where the cluster tier runs).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from hamon import cli
+from hamon.lib import config, failback, messages, recovery
+from hamon.lib import keys as keymod
+from hamon.lib import reservation as rsv
+from hamon.lib.disk import Disk, DiskKind, Path, Resolver, split_operands
+from hamon.lib.identity import default_initiator
+from hamon.lib.journal import Journal
+from hamon.lib.scsi.pr import ReservationType
+from hamon.lib.transport.iscsi import parse_iscsi_url
+from hamon.lib.transport.sim import SimLun, SimTransport, TgtProfile
+
+TARGET = "iqn.2026-11.org.hamon:sim"
+K1, K2, K3 = (keymod.key_for_node(n) for n in ("node1", "node2", "node3"))
+WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+MPATH, HDLM = "/dev/mapper/mpatha", "/dev/sddlmaa"
+
+
+class San:
+    """Sim LUNs behind iscsi:// URLs (127.0.0.N = target port N), plus DMMP and HDLM
+    disks whose paths are sim paths with the multipath software's view attached."""
+
+    def __init__(self) -> None:
+        self.luns = {i: SimLun(f"lun{i}", profile=TgtProfile) for i in (1, 2, 3)}
+        self.os_failed: dict[str, bool] = {"/dev/sdb": False, "/dev/sdc": True}
+
+    @staticmethod
+    def url(lun: int, port: int) -> str:
+        return f"iscsi://127.0.0.{port}:3260/{TARGET}/{lun}"
+
+    def urls(self, lun: int) -> str:
+        return ",".join(self.url(lun, p) for p in (1, 2))
+
+    def open(self, url: str, initiator: str, timeout: float) -> SimTransport:
+        u = parse_iscsi_url(url)
+        port = int(u.host.rsplit(".", 1)[-1])
+        return SimTransport(path=url, lun=self.luns[u.lun], initiator=initiator, port=port,
+                            timeout=timeout)
+
+    def mp_disk(self, name: str, initiator: str) -> Disk:
+        lun = self.luns[3]
+        paths = []
+        for port, dev in ((1, "/dev/sdb"), (2, "/dev/sdc")):
+            bad = self.os_failed[dev]
+            if name == HDLM:
+                state = f"HDLM {'Offline(E)' if bad else 'Online'} (PathID 00000{port - 1})"
+            else:
+                state = f"running, dm {'failed' if bad else 'active'}"
+            paths.append(Path(dev, lambda p=port, d=dev: SimTransport(
+                path=d, lun=lun, initiator=initiator, port=p), os_state=state, os_failed=bad))
+        return Disk(name, DiskKind.HDLM if name == HDLM else DiskKind.DMMP, paths, lun.wwid)
+
+    def resolver(self, initiator: str, timeout: float = 10.0) -> Resolver:
+        san = self
+
+        class R(Resolver):
+            def resolve(self, operands):  # type: ignore[override]
+                if isinstance(operands, str):
+                    operands = split_operands(operands)
+                if operands and operands[0] in (MPATH, HDLM):
+                    return [san.mp_disk(operands[0], self.initiator or "")]
+                return super().resolve(operands)
+
+        return R(initiator=initiator, timeout=timeout, iscsi_opener=self.open)
+
+    def node(self, node: str, lun: int = 1) -> list[Disk]:
+        """The disk as ``node`` sees it, for setting the scene."""
+        return self.resolver(default_initiator(node)).resolve(self.urls(lun))
+
+
+@pytest.fixture
+def san(monkeypatch, tmp_path) -> San:
+    s = San()
+    monkeypatch.setattr(cli, "_resolver", lambda args, initiator=None: s.resolver(
+        initiator or args.initiator or default_initiator(cli._node(args)), args.timeout))
+    monkeypatch.setattr(config, "membership", no_cluster)
+    monkeypatch.setattr(config, "run", lambda argv, timeout: (127, "", f"{argv[0]}: absent"))
+    monkeypatch.setattr(recovery, "kernel_messages", lambda devs, around=None, **kw: {})
+    monkeypatch.setenv("HAMON_JOURNAL", str(tmp_path / "journal"))
+    monkeypatch.setenv("HAMON_DISKS_FILE", str(tmp_path / "disks"))
+    monkeypatch.setattr(failback.subprocess, "run", forbidden)
+    return s
+
+
+def no_cluster(timeout: float = 0, runner: Any = None) -> config.Membership:
+    raise config.ClusterUnavailable("error: Could not connect to controller")
+
+
+def forbidden(*a: Any, **kw: Any) -> None:
+    raise AssertionError(f"a command was run: {a}")
+
+
+@pytest.fixture
+def emitted():
+    got: list[messages.Message] = []
+    undo = messages.subscribe(got.append)
+    yield got
+    undo()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = cli.main(["--node", "node1", *argv])
+    except SystemExit as ex:  # argparse's own usage errors
+        rc = int(ex.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line(err: str) -> str:
+    """The error contract: exactly one line, starting with 'hamon:', no traceback."""
+    lines = [ln for ln in err.splitlines() if not ln.startswith("KAMN")]
+    assert len(lines) == 1 and lines[0].startswith("hamon: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def journal(tmp_path) -> Journal:
+    return Journal(str(tmp_path / "journal"))
+
+
+def failure_entry(disk: str, kind: str, termination: str, *,
+                  paths: tuple[str, ...] = ("/dev/sdb", "/dev/sdc"),
+                  wwid: str | None = None) -> dict[str, Any]:
+    return {"phase": "terminating", "verdict": "terminate-os", "termination": termination,
+            "alias": "svc", "node": "node2", "resource": "shared-disk", "os_action": "reboot",
+            "disks": [{"disk": disk, "kind": kind, "wwid": wwid, "paths_total": len(paths),
+                       "all_failed": True,
+                       "failed": [{"label": p, "path": p, "reason": "DID_NO_CONNECT",
+                                   "code": "IO-ERR"} for p in paths]}]}
+
+
+def hold(san: San, node: str, lun: int = 1, key: int | None = None) -> None:
+    d = san.node(node, lun)
+    k = key or keymod.key_for_node(node)
+    assert rsv.register(d, k).ok and rsv.reserve(d, k, WE_RO).ok
+
+
+# -- status ------------------------------------------------------------------------------
+def test_status_of_named_devices_json(san, tmp_path, capsys):
+    hold(san, "node2")
+    assert rsv.register(san.node("node1"), K1).ok
+    journal(tmp_path).append("failure", **failure_entry(san.url(1, 1), "iscsi", "normal",
+                                                        paths=(san.url(1, 1),)))
+    rc, out, _ = run(capsys, "--nodes", "node2", "status", san.urls(1), "--json")
+    assert rc == 0
+    doc = json.loads(out)
+    (d,) = doc["disks"]
+    assert d["kind"] == "iscsi" and d["paths_up"] == d["paths_total"] == 2
+    assert d["holder"] == f"0x{K2:x} (node2)"
+    assert sorted(set(d["reservation"]["keys"])) == sorted([f"0x{K1:x}", f"0x{K2:x}"])
+    assert d["last_entry"]["kind"] == "failure"
+    assert "failure on node2 while terminating (normal" in d["last_entry_summary"]
+    assert doc["journal"]["torn"] == []
+
+
+def test_status_of_configured_disks_cib_and_file(san, tmp_path, capsys, monkeypatch):
+    cib = (f'<resources><primitive id="shared-disk" class="ocf" provider="hamon" '
+           f'type="hamon_disk"><instance_attributes id="i"><nvpair id="n" '
+           f'name="scsi_device" value="{san.urls(1)}"/></instance_attributes></primitive>'
+           f'<primitive id="fence" class="stonith" type="fence_hamon_scsi">'
+           f'<instance_attributes id="f"><nvpair id="m" name="devices" '
+           f'value="{san.urls(1)},{san.urls(2)}"/></instance_attributes></primitive>'
+           f'</resources>')
+    monkeypatch.setattr(config, "run", lambda argv, t: (0, cib, ""))
+    (tmp_path / "disks").write_text(f"{san.url(2, 2)}\n/dev/hamon-nonexistent\n")
+    hold(san, "node1", lun=2)
+    san.luns[2].fail_port(2)
+    j = journal(tmp_path)
+    j.append("failure", **failure_entry(san.url(2, 1), "iscsi", "planned",
+                                        paths=(san.url(2, 1),)))
+    with open(j.path, "ab") as f:
+        f.write(b"0badc0de {\"kind\": \"fail")  # a torn last line
+    rc, out, _ = run(capsys, "status")
+    assert rc == 1  # a failed path and an unresolvable configured disk
+    assert f"{san.url(1, 1)}  (iscsi, wwid {san.luns[1].wwid})  2/2 paths up  " \
+           "[CIB shared-disk (ocf:hamon:hamon_disk)]" in out
+    assert f"{san.url(2, 1)}  (iscsi, wwid {san.luns[2].wwid})  1/2 paths up  " \
+           "[CIB fence (stonith:fence_hamon_scsi)]" in out
+    assert f"holder  0x{K1:x} (node1), WE-RO" in out
+    assert "journal 20" in out and "failure on node2 while terminating (planned" in out
+    assert "/dev/hamon-nonexistent  [" in out and "cannot be resolved: " in out
+    assert "1 torn or damaged line(s) (2), not trusted" in out
+    assert out.count("paths up") == 2  # lun 2 named twice (fence + file): shown once
+
+
+def test_status_without_any_configured_disk(san, capsys):
+    rc, _, err = run(capsys, "status")
+    assert rc == 2
+    line = one_line(err)
+    assert "no configured shared disk found (CIB not read: cibadmin: absent" in line
+    assert "hamon status DEV" in line
+
+
+def test_status_bad_device_on_command_line(san, capsys):
+    rc, _, err = run(capsys, "status", "mpatha")
+    assert rc == 2 and "not a device path" in one_line(err)
+
+
+# -- recover -----------------------------------------------------------------------------
+def test_recover_no_journal(san, capsys):
+    rc, out, _ = run(capsys, "recover")
+    assert rc == 0 and "No disk failure is recorded" in out
+
+
+def test_recover_dmmp_normal_no_tty_prints_but_does_not_run(san, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    hold(san, "node2", lun=3)
+    journal(tmp_path).append("failure", **failure_entry(MPATH, "dmmp", "normal"))
+    rc, out, _ = run(capsys, "recover")
+    assert rc == 0
+    assert "termination: normal" in out
+    assert "Step 3. Fail back the recovered path with the multipath software  [TO DO]" in out
+    assert "$ multipathd reinstate path sdc" in out
+    assert "Failback commands not run: no terminal to confirm on" in out
+    assert "Step 4. Cancel the reservation  [TO DO]" in out
+    assert f"run: hamon reservation cancel {MPATH}" in out
+    assert f"held now by 0x{K2:x} (node2) (WE-RO)" in out  # named from the entry's node
+
+
+def test_recover_dmmp_yes_runs_failback(san, tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def fake_run(argv, **kw):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "ok\n", "")
+
+    monkeypatch.setattr(failback.subprocess, "run", fake_run)
+    journal(tmp_path).append("failure", **failure_entry(MPATH, "dmmp", "planned"))
+    rc, out, _ = run(capsys, "recover", "--yes")
+    assert rc == 0
+    assert calls == [["multipathd", "reinstate", "path", "sdc"]]
+    assert "$ multipathd reinstate path sdc: ok: ok" in out
+    assert "Step 4. Cancel the reservation  [not applicable]" in out
+
+
+def test_recover_failback_failure_is_one_line_exit_1(san, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(failback.subprocess, "run", lambda argv, **kw:
+                        subprocess.CompletedProcess(argv, 1, "", "timeout\n"))
+    journal(tmp_path).append("failure", **failure_entry(MPATH, "dmmp", "normal"))
+    rc, out, err = run(capsys, "recover", "--yes")
+    assert rc == 1
+    assert "FAILED (exit 1): timeout" in out
+    assert one_line(err) == "hamon: 1 of 1 failback command(s) failed; see above"
+
+
+@pytest.mark.parametrize("answer,ran", [("y", True), ("", False), (EOFError, False)])
+def test_recover_asks_on_a_terminal(san, tmp_path, capsys, monkeypatch, answer, ran):
+    calls = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+
+    def fake_input(prompt):
+        assert "Run the 1 failback command(s) of step 3 now? [y/N]" in prompt
+        if answer is EOFError:
+            raise EOFError
+        return answer
+
+    monkeypatch.setattr("builtins.input", fake_input)
+    monkeypatch.setattr(failback.subprocess, "run", lambda argv, **kw: calls.append(argv)
+                        or subprocess.CompletedProcess(argv, 0, "ok", ""))
+    journal(tmp_path).append("failure", **failure_entry(MPATH, "dmmp", "normal"))
+    rc, out, _ = run(capsys, "recover", MPATH)
+    assert rc == 0
+    assert bool(calls) is ran
+    assert ("Not run." in out) is not ran
+
+
+def test_recover_hdlm_runs_dlnkmgr_online(san, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(failback.subprocess, "run", lambda argv, **kw: calls.append(argv)
+                        or subprocess.CompletedProcess(argv, 0, "", ""))
+    monkeypatch.setattr("hamon.lib.multipath.hdlm.dlnkmgr", lambda: None)
+    journal(tmp_path).append("failure", **failure_entry(HDLM, "hdlm", "abnormal"))
+    rc, _, _ = run(capsys, "recover", "--yes")
+    assert rc == 0
+    assert calls == [["dlnkmgr", "online", "-pathid", "000001", "-s"]]
+
+
+def test_recover_single_path_nothing_to_fail_back_json(san, tmp_path, capsys):
+    hold(san, "node2")
+    url = san.url(1, 1)
+    journal(tmp_path).append("failure", **failure_entry(url, "scsi", "normal", paths=(url,)))
+    rc, out, _ = run(capsys, "recover", "--json", url)
+    assert rc == 0
+    doc = json.loads(out)
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert steps[3]["applies"] == "no" and doc["failback"]["results"] == []
+    assert steps[4]["applies"] == "yes"
+    assert steps[4]["suggested"] == [f"hamon reservation cancel {url}"]
+    assert doc["termination"] == "normal" and doc["entry_line"] == 1
+
+
+def test_recover_json_yes_runs_and_reports(san, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(failback.subprocess, "run", lambda argv, **kw:
+                        subprocess.CompletedProcess(argv, 0, "ok", ""))
+    journal(tmp_path).append("failure", **failure_entry(MPATH, "dmmp", "normal"))
+    rc, out, _ = run(capsys, "recover", "--json", "--yes")
+    doc = json.loads(out)
+    assert rc == 0 and doc["failback"]["run"] is True
+    assert doc["failback"]["results"][0]["command"] == "multipathd reinstate path sdc"
+    # without --yes, JSON never prompts and never runs
+    monkeypatch.setattr(failback.subprocess, "run", forbidden)
+    rc, out, _ = run(capsys, "recover", "--json")
+    assert rc == 0 and "give --yes" in json.loads(out)["failback"]["note"]
+
+
+def test_recover_torn_journal_warns_and_step4_is_check(san, tmp_path, capsys):
+    hold(san, "node2")
+    url = san.url(1, 1)
+    j = journal(tmp_path)
+    j.append("failure", **failure_entry(url, "iscsi", "planned", paths=(url,)))
+    j.append("failure", **failure_entry(url, "iscsi", "normal", paths=(url,)))
+    with open(j.path, "rb+") as f:
+        f.truncate(len(f.read()) - 40)  # the second entry torn
+    rc, out, _ = run(capsys, "recover", url)
+    assert rc == 0
+    assert "warning: journal line 2: torn write" in out
+    assert "termination: unknown" in out
+    assert "Step 4. Cancel the reservation  [CHECK]" in out
+
+
+def test_recover_from_entry_iscsi_two_paths(san, tmp_path, capsys):
+    hold(san, "node1")
+    u1, u2 = san.url(1, 1), san.url(1, 2)
+    journal(tmp_path).append("failure", **failure_entry(u1, "iscsi", "abnormal",
+                                                        paths=(u1, u2)))
+    rc, out, _ = run(capsys, "recover")
+    assert rc == 0
+    assert f"{u1} (iscsi): 2/2 path(s) answer" in out      # both URLs resolved again
+    assert "VMware ESXi" in out
+    assert "Step 2. Resolve the cause (do not fail back yet)  [done]" in out
+
+
+def test_recover_device_gone_but_recorded(san, tmp_path, capsys):
+    journal(tmp_path).append("failure", **failure_entry("/dev/hamon-gone", "scsi", "normal",
+                                                        paths=("/dev/hamon-gone",)))
+    rc, out, _ = run(capsys, "recover", "/dev/hamon-gone")
+    assert rc == 0
+    assert "/dev/hamon-gone: cannot be opened now: /dev/hamon-gone: no such device" in out
+    assert "a single path: nothing to fail back" in out
+
+
+def test_recover_unknown_device_not_recorded_is_usage_error(san, capsys):
+    rc, _, err = run(capsys, "recover", "/dev/hamon-gone")
+    assert rc == 2 and "no such device" in one_line(err)
+
+
+def test_recover_unreadable_journal(san, tmp_path, capsys):
+    rc, _, err = run(capsys, "recover", "--journal", str(tmp_path))  # a directory
+    assert rc == 1 and "cannot read the journal" in one_line(err)
+
+
+# -- reservation cancel --------------------------------------------------------------------
+def state(san: San, lun: int = 1) -> tuple[Any, list[int]]:
+    lu = san.luns[lun]
+    return lu.holder, sorted(lu.keys())
+
+
+def test_cancel_stale_key_of_a_dead_node(san, tmp_path, capsys, emitted):
+    hold(san, "node2")
+    assert rsv.register(san.node("node1"), K1).ok  # node1 is unfenced (registered)
+    url = san.url(1, 1)  # node2's failure is on record: that is how node2 is named
+    journal(tmp_path).append("failure", **failure_entry(url, "iscsi", "normal", paths=(url,)))
+    rc, out, err = run(capsys, "reservation", "cancel", san.urls(1),
+                       "--nodes-online", "node1")
+    assert rc == 0, err
+    assert f"reservation cancelled (was held by 0x{K2:x} (node2) WE-RO" in out
+    holder, keys = state(san)
+    assert holder is None
+    assert keys == [K1, K1]  # node2's key gone; node1's own registration restored
+    (m,) = [m for m in emitted if m.id == "KAMN953"]
+    assert m.full_id == "KAMN953-W" and m.fields["holder"] == f"0x{K2:x} (node2)"
+    assert m.fields["by"] == "node1" and m.fields["device"] == san.url(1, 1)
+    (e,) = journal(tmp_path).entries("cancel")
+    assert e["node"] == "node1" and e["forced"] is False
+    assert e["disks"][0]["holder_node"] == "node2" and e["disks"][0]["reregistered"]
+
+
+def test_cancel_refused_when_a_live_node_holds_it(san, tmp_path, capsys, emitted):
+    hold(san, "node2")
+    before = state(san)
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1),
+                     "--nodes-online", "node1,node2")
+    assert rc == 3
+    line = one_line(err)
+    assert f"held by 0x{K2:x} (node2), and node2 is a live cluster node" in line
+    assert "Nothing was changed" in line and "--force" in line
+    assert state(san) == before
+    assert not [m for m in emitted if m.id == "KAMN953"]
+    assert journal(tmp_path).entries("cancel") == []
+
+
+def test_cancel_uses_the_cluster_membership(san, capsys, monkeypatch):
+    hold(san, "node2")
+    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
+                        config.Membership({"node1": True, "node2": False}, True, "crm_node"))
+    rc, _, _ = run(capsys, "reservation", "cancel", san.urls(1))
+    assert rc == 0 and state(san)[0] is None
+
+
+def test_cancel_cluster_unreachable_needs_force(san, tmp_path, capsys, emitted):
+    hold(san, "node2")
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
+    assert rc == 3
+    assert "the cluster cannot be asked who is alive (error: Could not connect" in \
+        one_line(err)
+    assert state(san)[0] is not None
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--force")
+    assert rc == 0, err
+    assert state(san)[0] is None
+    assert [m.fields["by"] for m in emitted if m.id == "KAMN953"] == ["node1 (--force)"]
+    assert journal(tmp_path).entries("cancel")[0]["forced"] is True
+
+
+def test_cancel_without_quorum_needs_force(san, capsys, monkeypatch):
+    hold(san, "node2")
+    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
+                        config.Membership({"node1": True, "node2": False}, False, "crm_node"))
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
+    assert rc == 3 and "no quorum" in one_line(err)
+
+
+def test_cancel_refused_when_this_node_holds_it(san, capsys):
+    hold(san, "node1")
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "")
+    assert rc == 3 and "node1 is a live cluster node" in one_line(err)
+
+
+def test_cancel_refused_for_a_foreign_key(san, capsys):
+    hold(san, "node2", key=0x1234)
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1),
+                     "--nodes-online", "node1")
+    assert rc == 3
+    assert "0x1234 (not a hamon-derived key): hamon cannot tell" in one_line(err)
+
+
+def test_cancel_nothing_held(san, tmp_path, capsys, emitted):
+    assert rsv.register(san.node("node2"), K2).ok
+    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1")
+    assert rc == 0 and "no reservation is held: nothing to cancel" in out
+    assert state(san)[1] == [K2, K2]  # registrations are left alone
+    assert not emitted and journal(tmp_path).entries("cancel") == []
+
+
+def test_cancel_notes_live_registrations_it_cleared(san, capsys):
+    hold(san, "node2")
+    assert rsv.register(san.node("node3"), K3).ok
+    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1),
+                     "--nodes-online", "node1,node3")
+    assert rc == 0
+    assert "registration of live node node3 was cleared too; restore it with: " \
+           "stonith_admin --unfence node3" in out
+    assert state(san) == (None, [])  # node1 was not registered: nothing restored
+
+
+def test_cancel_json(san, capsys):
+    hold(san, "node2")
+    rc, out, _ = run(capsys, "--json", "reservation", "cancel", san.urls(1),
+                     "--nodes-online", "node1")
+    doc = json.loads(out)
+    assert rc == 0 and doc["disks"][0]["result"] == "cancelled"
+    assert doc["disks"][0]["keys_before"] == [f"0x{K2:x}"]
+
+
+def test_cancel_no_path_answers(san, capsys):
+    san.luns[1].fail_port(1)
+    san.luns[1].fail_port(2)
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1")
+    assert rc == 1
+    assert "cannot read the reservation through any path" in one_line(err)
+
+
+def test_cancel_journal_unwritable(san, tmp_path, capsys):
+    hold(san, "node2")
+    (tmp_path / "file").write_text("")
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1",
+                     "--journal", str(tmp_path / "file" / "journal"))
+    assert rc == 1
+    assert one_line(err).startswith("hamon: reservation cancelled, but the journal could "
+                                     "not be updated")
+    assert state(san)[0] is None
+
+
+def test_recover_after_cancel_reports_step4_done(san, tmp_path, capsys):
+    hold(san, "node2")
+    url = san.url(1, 1)
+    journal(tmp_path).append("failure", **failure_entry(url, "iscsi", "normal", paths=(url,),
+                                                        wwid=san.luns[1].wwid))
+    assert run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1")[0] == 0
+    rc, out, _ = run(capsys, "recover", url)
+    assert rc == 0
+    assert "Step 4. Cancel the reservation  [done]" in out
+    assert "cancelled already" in out and "cancelled by node1" in out
+
+
+# -- reservation show, parsing, errors -----------------------------------------------------
+def test_reservation_show_still_works(san, capsys):
+    hold(san, "node2")
+    for argv in (["reservation", san.urls(1)], ["reservation", "show", san.urls(1)]):
+        rc, out, _ = run(capsys, "--nodes", "node2", *argv)
+        assert rc == 0 and f"reserved WE-RO by key 0x{K2:x} (node2)" in out
+
+
+@pytest.mark.parametrize("argv,why", [
+    (["reservation", "--force", "iscsi://127.0.0.1/iqn.2026-11.x:t/1"], "belong to"),
+    (["reservation", "cancel"], "name at least one device"),
+    (["recover", "--bogus"], "unrecognized arguments"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_usage_errors_are_one_line_exit_2(san, capsys, argv, why):
+    rc, _, err = run(capsys, *argv)
+    assert rc == 2
+    assert why in one_line(err)
+
+
+def test_internal_error_is_one_line(san, capsys, monkeypatch):
+    def boom(args):
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(cli, "cmd_key", boom)
+    rc, _, err = run(capsys, "key")
+    assert rc == 1
+    assert one_line(err).startswith("hamon: internal error: KeyError")
+    monkeypatch.setenv("HAMON_DEBUG", "1")
+    with pytest.raises(KeyError):
+        cli.main(["key"])
+
+
+def test_options_before_the_command_are_kept(san, capsys):
+    rc, out, _ = run(capsys, "--json", "key", "node2")
+    assert rc == 0 and json.loads(out) == {"node": "node2", "key": f"0x{K2:x}"}

@@ -1,0 +1,131 @@
+"""Configured disks (CIB + disks file) and cluster membership, without a cluster."""
+from __future__ import annotations
+
+import pytest
+
+from hamon.lib import config
+
+CIB = """<cib><configuration><resources>
+  <primitive id="shared-disk" class="ocf" provider="hamon" type="hamon_disk">
+    <instance_attributes id="shared-disk-ia">
+      <nvpair id="a" name="dmmp_device" value="/dev/mapper/mpatha,/dev/mapper/mpathb"/>
+      <nvpair id="b" name="os_termination" value="reboot"/>
+    </instance_attributes>
+  </primitive>
+  <group id="g"><primitive id="disk2" class="ocf" provider="hamon" type="hamon_disk">
+    <instance_attributes id="i2"><nvpair id="c" name="scsi_device" value="/dev/sdx"/>
+    <nvpair id="d" name="iscsi_initiator" value="iqn.2026-11.org.example:n1"/>
+    </instance_attributes></primitive></group>
+  <primitive id="storage-fence" class="stonith" type="fence_hamon_scsi">
+    <instance_attributes id="f"><nvpair id="e" name="devices"
+      value="/dev/mapper/mpatha iscsi://127.0.0.1/iqn.2026-11.org.hamon:tgt/1"/>
+    </instance_attributes></primitive>
+  <primitive id="other" class="ocf" provider="heartbeat" type="Filesystem">
+    <instance_attributes id="o"><nvpair id="x" name="device" value="/dev/sdz"/>
+    </instance_attributes></primitive>
+  <primitive id="empty" class="ocf" provider="hamon" type="hamon_disk"/>
+</resources></configuration></cib>"""
+
+
+def test_parse_cib_finds_hamon_primitives_only():
+    got = config.parse_cib(CIB)
+    assert [(s.origin, s.operands, s.initiator) for s in got] == [
+        ("CIB shared-disk (ocf:hamon:hamon_disk)",
+         ("/dev/mapper/mpatha", "/dev/mapper/mpathb"), None),
+        ("CIB disk2 (ocf:hamon:hamon_disk)", ("/dev/sdx",), "iqn.2026-11.org.example:n1"),
+        ("CIB storage-fence (stonith:fence_hamon_scsi)",
+         ("/dev/mapper/mpatha", "iscsi://127.0.0.1/iqn.2026-11.org.hamon:tgt/1"), None)]
+
+
+def test_parse_cib_bad_xml():
+    with pytest.raises(config.ConfigError, match="not readable XML"):
+        config.parse_cib("<cib>")
+
+
+def test_disks_file_format():
+    got = config.parse_disks_file(
+        "# shared disks\n\n/dev/mapper/mpatha   # the database\n"
+        "iscsi://a/iqn.2026-11.x:t/1, iscsi://b/iqn.2026-11.x:t/1 initiator=iqn.2026-11.x:n\n",
+        "/etc/hamon/disks")
+    assert [(s.origin, s.operands, s.initiator) for s in got] == [
+        ("/etc/hamon/disks:3", ("/dev/mapper/mpatha",), None),
+        ("/etc/hamon/disks:4", ("iscsi://a/iqn.2026-11.x:t/1", "iscsi://b/iqn.2026-11.x:t/1"),
+         "iqn.2026-11.x:n")]
+
+
+@pytest.mark.parametrize("line,why", [("/dev/sdb key=1", "unknown setting"),
+                                      ("initiator=iqn.x", "no device")])
+def test_disks_file_errors_name_file_and_line(line, why):
+    with pytest.raises(config.ConfigError, match=rf"^f:1: {why}"):
+        config.parse_disks_file(line, "f")
+
+
+def test_configured_disks_union_and_notes(tmp_path, monkeypatch):
+    f = tmp_path / "disks"
+    f.write_text("/dev/mapper/mpatha\n/dev/sdq\n")
+    seen = []
+
+    def runner(argv, timeout):
+        seen.append((argv, timeout))
+        return 0, CIB, ""
+
+    conf = config.configured_disks(str(f), runner=runner, timeout=3)
+    assert seen == [(["cibadmin", "-Q", "-o", "resources"], 3)]
+    assert conf.operands() == ["/dev/mapper/mpatha", "/dev/mapper/mpathb", "/dev/sdx",
+                               "iscsi://127.0.0.1/iqn.2026-11.org.hamon:tgt/1", "/dev/sdq"]
+    # the CIB cannot be read: a note; no file at the default place: a note
+    monkeypatch.setenv("HAMON_DISKS_FILE", str(tmp_path / "none"))
+    conf = config.configured_disks(runner=lambda a, t: (102, "", "Could not connect\n"))
+    assert conf.sources == []
+    assert conf.notes == ["CIB not read: Could not connect", f"{tmp_path}/none: none"]
+    # a file named explicitly must exist
+    with pytest.raises(config.ConfigError, match="no such file"):
+        config.configured_disks(str(tmp_path / "none"), cib=False)
+
+
+def test_run_is_bounded_and_never_raises():
+    assert config.run(["no-such-tool-hamon"], 1)[0] == 127
+    assert config.run(["sleep", "5"], 0.2) == (124, "", "sleep did not answer within 0.2 s")
+    assert config.run(["true"], 5)[0] == 0
+
+
+def fake(answers):
+    def runner(argv, timeout):
+        return answers[" ".join(argv)]
+    return runner
+
+
+CRM_MON = """<pacemaker-result api-version="2.25" request="crm_mon -1 --output-as=xml">
+  <summary><current_dc present="true" name="node1" with_quorum="true"/></summary>
+  <nodes><node name="node1" id="1" online="true" type="member"/>
+         <node name="node2" id="2" online="false" type="member"/>
+         <node name="remote1" id="remote1" online="true" type="remote"/></nodes>
+</pacemaker-result>"""
+
+
+def test_membership_from_crm_node():
+    m = config.membership(runner=fake({"crm_node -l": (0, "1 node1 member\n2 node2 lost\n", ""),
+                                       "crm_node -q": (0, "1\n", "")}))
+    assert m.nodes == {"node1": True, "node2": False} and m.quorate is True
+    assert m.online() == {"node1"} and m.source == "crm_node -l"
+
+
+def test_membership_falls_back_to_crm_mon():
+    m = config.membership(runner=fake({
+        "crm_node -l": (102, "", "error: Could not connect to controller: Connection refused"),
+        "crm_mon -1 --output-as=xml": (0, CRM_MON, "")}))
+    assert m.nodes == {"node1": True, "node2": False} and m.quorate is True
+
+
+def test_membership_no_quorum_is_reported():
+    m = config.membership(runner=fake({"crm_node -l": (0, "1 node1 member\n", ""),
+                                       "crm_node -q": (1, "0\n", "")}))
+    assert m.quorate is False
+
+
+def test_membership_unavailable_says_why():
+    with pytest.raises(config.ClusterUnavailable,
+                       match=r"Could not connect to controller.*crm_mon: not installed"):
+        config.membership(runner=fake({
+            "crm_node -l": (102, "", "error: Could not connect to controller\n"),
+            "crm_mon -1 --output-as=xml": (127, "", "crm_mon: not installed")}))
