@@ -74,11 +74,13 @@ def test_unreachable_url_alone_is_its_own_failed_disk():
     assert d.wwid is None and d.paths[0].state is PathState.FAILED
 
 
-def test_same_lun_listed_twice_is_refused():
+def test_same_lun_through_two_targets_is_one_disk_same_url_twice_refused():
     a = SimLun("a")
     r = _sim_resolver({("iqn.t:1", 1): a, ("iqn.t:2", 1): a})
-    with pytest.raises(DeviceError, match="same LUN"):
-        r.resolve(["iscsi://127.0.0.1/iqn.t:1/1", "iscsi://127.0.0.1/iqn.t:2/1"])
+    (d,) = r.resolve(["iscsi://127.0.0.1/iqn.t:1/1", "iscsi://127.0.0.1/iqn.t:2/1"])
+    assert len(d.paths) == 2 and d.wwid == a.wwid  # as multipathd groups by WWID
+    with pytest.raises(DeviceError, match="listed twice"):
+        r.resolve(["iscsi://127.0.0.1/iqn.t:1/1", "iscsi://127.0.0.1/iqn.t:1/1"])
 
 
 def test_dmmp_show_paths_parse():

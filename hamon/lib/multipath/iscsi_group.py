@@ -23,6 +23,8 @@ def resolve(urls: list[str], resolver: Resolver) -> list[Disk]:
 
     parsed = {}
     for url in urls:
+        if url in parsed:
+            raise DeviceError(f"{url}: listed twice; list each path once")
         try:
             parsed[url] = parse_iscsi_url(url)
         except ValueError as err:
