@@ -16,6 +16,9 @@ OCFDIR   ?= /usr/lib/ocf/resource.d/hamon
 MANDIR   ?= $(PREFIX)/share/man
 LIBDIR   ?= /usr/lib/hamon
 SHAREDIR ?= /usr/share/hamon
+# Debian's /usr/bin/python3 reads *.pth files here: hamon.pth puts $(LIBDIR) on its path,
+# so `python3 -m hamon` and administrators' own scripts import the installed package too.
+PTHDIR   ?= /usr/lib/python3/dist-packages
 CHECKOUT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 
 AGENT_FILES = fence_hamon_scsi:$(SBINDIR)/fence_hamon_scsi \
@@ -29,6 +32,8 @@ install: PYPATH = $(LIBDIR)
 install: install-agents
 	install -d $(DESTDIR)$(LIBDIR)
 	cd $(CHECKOUT) && find hamon -name '*.py' -exec install -D -m 644 {} $(DESTDIR)$(LIBDIR)/{} \;
+	install -d $(DESTDIR)$(PTHDIR)
+	echo $(LIBDIR) > $(DESTDIR)$(PTHDIR)/hamon.pth
 	for m in $(MAN_PAGES); do s=$${m##*.}; install -D -m 644 $$m \
 	    $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
 
@@ -50,6 +55,7 @@ install-agents:
 uninstall:
 	for pair in $(AGENT_FILES); do rm -f $(DESTDIR)$${pair#*:}; done
 	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(SHAREDIR)
+	rm -f $(DESTDIR)$(PTHDIR)/hamon.pth
 	-rmdir $(DESTDIR)$(OCFDIR) 2>/dev/null
 	for m in $(MAN_PAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
 

@@ -225,11 +225,11 @@ def cmd_key(args: argparse.Namespace) -> int:
 def _liveness(args: argparse.Namespace) -> tuple[config.Membership | None, str]:
     """Who is alive: the --nodes-online test hook, else the cluster; (None, why) if unknown.
 
-    This node counts as alive whatever the source says: it is running this command.
+    The hook names exactly the live nodes, this one included or not: that is what lets a
+    test (or an administrator who has looked at crm_mon) say "this node runs nothing".
     """
-    me = _node(args)
     if args.nodes_online is not None:
-        names = set(split_operands(args.nodes_online)) | {me}
+        names = set(split_operands(args.nodes_online))
         return config.Membership(dict.fromkeys(names, True), True, "--nodes-online"), ""
     try:
         mem = config.membership(CLUSTER_TIMEOUT)
@@ -238,7 +238,23 @@ def _liveness(args: argparse.Namespace) -> tuple[config.Membership | None, str]:
     if mem.quorate is False:
         return mem, ("this partition has no quorum: a node it sees as lost may be alive "
                      "on the other side of a split")
-    return config.Membership({**mem.nodes, me: True}, mem.quorate, mem.source), ""
+    return mem, ""
+
+
+def _held_here(args: argparse.Namespace, online: set[str]) -> tuple[bool | None, str]:
+    """Does this node hold its reservation legitimately, i.e. run a hamon_disk resource?
+
+    After a failure terminated this node's OS, its key still holds the reservation when
+    it boots again: that reservation is stale, and cancelling it here is the procedure.
+    """
+    me = _node(args)
+    if args.nodes_online is not None:
+        return me in online, "listed in --nodes-online"
+    try:
+        active = config.active_disk_resources(me, CLUSTER_TIMEOUT)
+    except config.ClusterUnavailable as err:
+        return None, f"crm_mon cannot say whether a hamon_disk resource runs here ({err})"
+    return bool(active), f"hamon_disk {', '.join(active)} active here"
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -262,28 +278,35 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             records = []
         nodes = _known_nodes(args, mem, records)
         online = mem.online() if mem is not None and not unknown_why else set()
+        here: tuple[bool | None, str] | None = None
         plan = []
         refusals: list[str] = []
         for r in out.results:
             st: rsv.LunStatus = r.value
             res = st.reservation
-            desc = recovery.describe_key(res.key, nodes)
             if not res.held:
-                plan.append((r.disk, st, None))
+                plan.append((r.disk, st))
                 continue
+            desc = recovery.describe_key(res.key, nodes)
             holder_keys = {res.key} if res.key else set(st.keys)  # WE-AR/EA-AR: all
-            live = sorted(n for n in online if keymod.key_for_node(n) in holder_keys)
-            if my_key in holder_keys and me not in live:
-                live.append(me)
+            others = holder_keys - {my_key}
+            live = sorted(n for n in online if n != me and keymod.key_for_node(n) in others)
+            if my_key in holder_keys:
+                here = here or _held_here(args, online)
+                if here[0] is None:
+                    refusals.append(f"{r.disk.name} is held by this node's own key "
+                                    f"({desc}), and {here[1]}")
+                elif here[0]:
+                    live.append(f"{me} (this node: {here[1]})")
             if live:
                 refusals.append(f"{r.disk.name} is held by {desc}, and "
                                 f"{', '.join(live)} is a live cluster node")
-            elif unknown_why:
+            elif others and unknown_why:
                 refusals.append(f"{r.disk.name} is held by {desc}, and {unknown_why}")
-            elif not all(keymod.is_hamon_key(k) for k in holder_keys):
+            elif others and not all(keymod.is_hamon_key(k) for k in others):
                 refusals.append(f"{r.disk.name} is held by {desc}: hamon cannot tell "
                                 "whether the node behind that key is alive")
-            plan.append((r.disk, st, live))
+            plan.append((r.disk, st))
         if refusals and not args.force:
             raise CliError("refused: " + "; ".join(refusals) + ". Nothing was changed; "
                            "check crm_mon, then rerun with --force if the holder is "
@@ -293,12 +316,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         _close(disks)
 
 
-def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus, Any]],
+def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
                my_key: int, nodes: list[str], online: set[str], forced: bool) -> int:
     me = _node(args)
     rows: list[dict[str, Any]] = []
     failed = False
-    for disk, st, _live in plan:
+    for disk, st in plan:
         res = st.reservation
         row: dict[str, Any] = {"disk": disk.name, "wwid": disk.wwid,
                                "holder": format_key(res.key) if res.key is not None else None,

@@ -28,6 +28,8 @@ Membership (who is alive) comes from ``crm_node -l`` (every known node with its 
 ``member`` is alive) with ``crm_node -q`` for quorum, falling back to
 ``crm_mon -1 --output-as=xml``. A partition without quorum cannot tell a dead node from
 one on the other side of a split, so its answer is not trusted for destructive decisions.
+Whether this node's own reservation is legitimate is a different question (it is alive,
+it is running the command): crm_mon says whether a hamon_disk resource is active here.
 """
 from __future__ import annotations
 
@@ -251,3 +253,29 @@ def membership(timeout: float = CLUSTER_TIMEOUT, runner: Runner | None = None
     else:
         reasons.append(_first_line(err) or f"crm_mon exit {rc}")
     raise ClusterUnavailable("; ".join(dict.fromkeys(reasons)))
+
+
+def parse_active_resources(xml_text: str, node: str,
+                           agent: str = "ocf:hamon:hamon_disk") -> list[str]:
+    """Resources of ``agent`` that crm_mon shows active on ``node``."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as err:
+        raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
+    return [r.get("id", "?") for r in root.iter("resource")
+            if r.get("resource_agent") == agent and r.get("active") == "true"
+            and any(n.get("name") == node for n in r.findall("node"))]
+
+
+def active_disk_resources(node: str, timeout: float = CLUSTER_TIMEOUT,
+                          runner: Runner | None = None) -> list[str]:
+    """The hamon_disk resources active on ``node`` (``crm_mon -1 --output-as=xml``).
+
+    Why: after a failure terminated a node, its own key still holds the reservation when
+    it boots again; that reservation is stale exactly when no hamon_disk resource is
+    active there. ClusterUnavailable when crm_mon cannot say.
+    """
+    rc, out, err = (runner or run)(["crm_mon", "-1", "--output-as=xml"], timeout)
+    if rc != 0:
+        raise ClusterUnavailable(_first_line(err) or f"crm_mon exit {rc}")
+    return parse_active_resources(out, node)

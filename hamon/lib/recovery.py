@@ -150,13 +150,21 @@ def concerns(entry: dict[str, Any], device: str | None, wwid: str | None = None)
 
 def select(records: Sequence[Record], device: str | None = None,
            wwid: str | None = None) -> Selection:
-    """The newest intact ``failure`` entry (about ``device`` when given)."""
+    """The failure a recovery is about (for ``device`` when given).
+
+    That is the newest intact entry whose verdict was an OS termination, when there is
+    one, else the newest failure entry. Why not simply the newest: after the node comes
+    back, Pacemaker's probe (phase standby) or a monitor run by hand journals the paths
+    that still fail, and that later entry must not hide the termination kind of the
+    failure that took the OS down; step 4 depends on it. Later entries stay visible
+    (``later``) and are listed in step 1.
+    """
     torn = tuple(r for r in records if not r.valid)
-    chosen: Record | None = None
-    for r in records:
-        if r.valid and r.entry and r.entry.get("kind") == "failure" and \
-                concerns(r.entry, device, wwid):
-            chosen = r
+    failures = [r for r in records if r.valid and r.entry and
+                r.entry.get("kind") == "failure" and concerns(r.entry, device, wwid)]
+    os_terminations = [r for r in failures
+                       if r.entry and r.entry.get("verdict") == "terminate-os"]
+    chosen = (os_terminations or failures or [None])[-1]
     if chosen is None or chosen.entry is None:
         return Selection(None, None, torn, torn)
     names = {d.get("disk") for d in entry_disks(chosen.entry)}
@@ -298,6 +306,7 @@ def _step1(sel: Selection, disks: list[DiskNow], kernel: dict[str, list[str]]) -
         details.append(f"journal line {sel.line}: {summarize(e)}")
         details.append(f"  alias {e.get('alias') or '-'}, resource "
                        f"{e.get('resource') or '-'}, OS action {e.get('os_action') or '-'}")
+        details.extend(f"  later: {summarize(x)}" for x in sel.later)
         details.append("Messages hamon issued then:")
         for d in entry_disks(e):
             for p in d.get("failed", []):

@@ -434,10 +434,50 @@ def test_cancel_without_quorum_needs_force(san, capsys, monkeypatch):
     assert rc == 3 and "no quorum" in one_line(err)
 
 
-def test_cancel_refused_when_this_node_holds_it(san, capsys):
+def test_cancel_own_reservation_refused_while_a_hamon_disk_runs_here(san, capsys,
+                                                                    monkeypatch):
     hold(san, "node1")
-    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "")
-    assert rc == 3 and "node1 is a live cluster node" in one_line(err)
+    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
+                        config.Membership({"node1": True, "node2": True}, True, "crm_node"))
+    monkeypatch.setattr(config, "active_disk_resources", lambda node, timeout=0: ["db-disk"])
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
+    assert rc == 3
+    assert "node1 (this node: hamon_disk db-disk active here) is a live cluster node" in \
+        one_line(err)
+    assert state(san)[0] is not None
+
+
+def test_cancel_own_stale_reservation_after_reboot(san, tmp_path, capsys, monkeypatch,
+                                                   emitted):
+    """node1's OS was terminated holding the disk; booted again, it runs no hamon_disk:
+    its own reservation is stale and this is where the administrator cancels it."""
+    hold(san, "node1")
+    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
+                        config.Membership({"node1": True, "node2": True}, True, "crm_node"))
+    monkeypatch.setattr(config, "active_disk_resources", lambda node, timeout=0: [])
+    rc, out, err = run(capsys, "reservation", "cancel", san.urls(1))
+    assert rc == 0, err
+    assert f"was held by 0x{K1:x} (node1) WE-RO" in out
+    assert state(san) == (None, [K1, K1])  # reservation gone, own registration restored
+    assert [m.fields["by"] for m in emitted if m.id == "KAMN953"] == ["node1"]
+
+
+def test_cancel_own_reservation_when_crm_mon_cannot_say(san, capsys, monkeypatch):
+    hold(san, "node1")
+    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
+                        config.Membership({"node1": True}, True, "crm_node"))
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
+    assert rc == 3
+    assert "held by this node's own key (0x" in one_line(err)
+    assert "crm_mon cannot say whether a hamon_disk resource runs here (crm_mon: absent)" \
+        in one_line(err)
+
+
+@pytest.mark.parametrize("online,rc", [("node1", 3), ("", 0), ("node2", 0)])
+def test_cancel_own_reservation_with_the_hook(san, capsys, online, rc):
+    hold(san, "node1")
+    assert run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", online)[0] \
+        == rc
 
 
 def test_cancel_refused_for_a_foreign_key(san, capsys):

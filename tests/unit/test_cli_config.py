@@ -129,3 +129,27 @@ def test_membership_unavailable_says_why():
         config.membership(runner=fake({
             "crm_node -l": (102, "", "error: Could not connect to controller\n"),
             "crm_mon -1 --output-as=xml": (127, "", "crm_mon: not installed")}))
+
+
+CRM_MON_RESOURCES = """<pacemaker-result><resources>
+  <group id="g" number_resources="2">
+    <resource id="shared-disk" resource_agent="ocf:hamon:hamon_disk" role="Started"
+              active="true"><node name="node1" id="1" cached="true"/></resource>
+    <resource id="fs" resource_agent="ocf:heartbeat:Filesystem" role="Started"
+              active="true"><node name="node1" id="1" cached="true"/></resource>
+  </group>
+  <resource id="other-disk" resource_agent="ocf:hamon:hamon_disk" role="Stopped"
+            active="false"/>
+  <resource id="disk3" resource_agent="ocf:hamon:hamon_disk" role="Started"
+            active="true"><node name="node2" id="2" cached="true"/></resource>
+</resources></pacemaker-result>"""
+
+
+def test_active_disk_resources():
+    run = fake({"crm_mon -1 --output-as=xml": (0, CRM_MON_RESOURCES, "")})
+    assert config.active_disk_resources("node1", runner=run) == ["shared-disk"]
+    assert config.active_disk_resources("node2", runner=run) == ["disk3"]
+    assert config.active_disk_resources("node3", runner=run) == []
+    with pytest.raises(config.ClusterUnavailable, match="Connection refused"):
+        config.active_disk_resources("node1", runner=fake({
+            "crm_mon -1 --output-as=xml": (102, "", "crm_mon: Connection refused\n")}))

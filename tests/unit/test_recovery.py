@@ -93,6 +93,28 @@ def test_selects_newest_failure_for_the_device(tmp_path):
     assert sel_for(tmp_path / "c", ("failure", failure()), device="/dev/sdc").entry
 
 
+def test_a_later_probe_does_not_hide_the_os_termination(tmp_path):
+    """node1 was terminated (normal); back up, Pacemaker's probe (standby) and a monitor
+    run by hand journal the paths that still fail. Step 4 still follows the termination."""
+    sel = sel_for(tmp_path, ("failure", failure("normal")),
+                  ("failure", failure("unknown", phase="standby", verdict="continue",
+                                      failed=1)),
+                  ("failure", failure("unknown", phase="running", verdict="degraded",
+                                      failed=1)))
+    assert sel.line == 1 and len(sel.later) == 2
+    plan = recovery.build(sel, [dmmp_now(("/dev/sdb", "failed", True),
+                                         ("/dev/sdc", "up", False))])
+    assert plan.termination == "normal"
+    assert plan.step(4).applies is Applies.YES
+    later = [ln for ln in plan.step(1).details if ln.startswith("  later: ")]
+    assert len(later) == 2 and "while standby" in later[0]
+    # without any OS termination on record, the newest failure is the one
+    sel = sel_for(tmp_path / "b", ("failure", failure("unknown", phase="switchover",
+                                                      verdict="fail")),
+                  ("failure", failure("unknown", phase="running", verdict="degraded")))
+    assert sel.line == 2 and sel.entry["phase"] == "running"
+
+
 def test_torn_entry_after_the_failure_makes_the_kind_unknown(tmp_path):
     j = journal_with(tmp_path, ("failure", failure("planned")), ("failure", failure("normal")))
     tear_last(j)
