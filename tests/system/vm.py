@@ -13,7 +13,7 @@ in the guest at the same path. Each run gets:
 * one extra raw disk (virtio-blk, ``/dev/vda`` in the guest, serial ``hamon-disk``) that
   the host creates before the boot and reads after QEMU has exited;
 * a serial console log (``console.log``) and QEMU's own log (``qemu.log``);
-* a QMP socket from which the host learns how the guest ended (SHUTDOWN reason).
+* a QMP socket (in a short temp dir) from which the host learns how the guest ended.
 
 ``run()`` always tears QEMU down within ``timeout`` seconds (SIGTERM, then SIGKILL).
 
@@ -155,6 +155,16 @@ def kernel() -> Kernel:
                 (root / "lib/modules").symlink_to("../usr/lib/modules")
             subprocess.run(["depmod", "-b", str(root), version], check=True)
             (root / ".complete").write_text(found[-1].name + "\n")
+            # Keep one kernel: drop other versions' trees, packages and initramfs images.
+            for other in (CACHE / "kernel").iterdir():
+                if other != root:
+                    shutil.rmtree(other, ignore_errors=True)
+            for deb in debs.glob("linux-image-*.deb"):
+                if deb != found[-1]:
+                    deb.unlink(missing_ok=True)
+            for rd in CACHE.glob("initramfs-*.cpio"):
+                if not rd.name.startswith(f"initramfs-{version}-"):
+                    rd.unlink(missing_ok=True)
     k = Kernel(
         version,
         root,
@@ -434,9 +444,12 @@ def run(
     else:
         img.write_bytes(b"")
         os.truncate(img, disk_size)
-    console, qemulog, qmp_path = wd / "console.log", wd / "qemu.log", wd / "qmp.sock"
-    for p in (console, qemulog, qmp_path):
+    console, qemulog = wd / "console.log", wd / "qemu.log"
+    for p in (console, qemulog):
         p.unlink(missing_ok=True)
+    # A unix socket path must stay short (108 bytes): not under a deep workdir.
+    sockdir = Path(tempfile.mkdtemp(prefix="hvm-"))
+    qmp_path = sockdir / "qmp"
 
     genv = {
         "HAMON_KVER": k.version,
@@ -543,6 +556,7 @@ def run(
                     proc.wait(timeout=30)
     seconds = time.monotonic() - t0
     qmp.join(timeout=2)
+    shutil.rmtree(sockdir, ignore_errors=True)
 
     def text(p: Path) -> str:
         try:
