@@ -121,6 +121,20 @@ CATALOG: dict[str, MessageDef] = {m.id: m for m in (
                "The reservation of the shared disk could not be obtained. (device name = "
                "{device}, reason = {reason}, alias = {alias})",
                "Start could not acquire the disk; the resource does not start here."),
+    MessageDef("KAMN956", Severity.WARNING,
+               "The registration of another system was removed from the shared disk. "
+               "(device name = {device}, key = {key}, removed key = {victim}, "
+               "alias = {alias})",
+               "Under a registrants-only reservation every registered system may write, so "
+               "the starting server removes every key but its own (hamon_disk "
+               "registrations=exclusive): only the active server can write the disk."),
+    MessageDef("KAMN957", Severity.ERROR,
+               "The OS is not terminated because os_termination is none; the stop fails "
+               "so that the cluster fences this system. (alias = {alias}, device name = "
+               "{device})",
+               "Follows KAMN726-E while the active server terminates, in place of "
+               "KAMN954-E, when OS termination is switched off. The stop exits with an "
+               "error, and Pacemaker escalates to fencing the node."),
 )}
 
 

@@ -180,14 +180,22 @@ def act(
     terminator: OsTerminator | None,
     termination_kind: TerminationKind = TerminationKind.UNKNOWN,
     resource: str = "",
+    details: dict[str, Any] | None = None,
 ) -> bool:
     """Log KAMN725-W/726-E, journal the failure, terminate the OS where the table says.
 
     Returns True when the OS termination was requested (in dry run too). Order matters:
-    messages, then the durable journal entry, then the termination.
+    messages, then the durable journal entry, then the termination. ``details`` are
+    extra journal fields (why the termination kind is what it is, the key, ...): recovery
+    reads them from the same entry that records the failure.
+    With the OS action ``none`` KAMN957-E says that the OS stays up (KAMN954-E would
+    announce a termination that does not come) and False is returned: the caller fails.
     """
     for f in decision.failures:
         for p in f.failed:
+            if p.code in (DetailsCode.OPEN, DetailsCode.IOCTL):
+                # HA Monitor precedes KAMN725-W OPEN/IOCTL with KAMN601-W
+                messages.emit("KAMN601", device=p.label, reason=p.reason or p.code)
             messages.emit("KAMN725", device=p.label, code=p.code, alias=alias, host=host)
         if f.all_failed:
             messages.emit("KAMN726", device=f.disk, alias=alias,
@@ -196,9 +204,12 @@ def act(
         journal.append("failure", phase=str(decision.phase), verdict=str(decision.verdict),
                        termination=str(termination_kind), alias=alias, node=host,
                        resource=resource, os_action=str(terminator.action) if terminator
-                       else None, disks=decision.as_dict()["disks"])
+                       else None, disks=decision.as_dict()["disks"], **(details or {}))
     if decision.verdict is not Verdict.TERMINATE_OS or terminator is None:
         return False
     disks = ",".join(f.disk for f in decision.all_failed_disks)
+    if terminator.action is OsAction.NONE:
+        messages.emit("KAMN957", alias=alias, device=disks)
+        return False
     messages.emit("KAMN954", action=str(terminator.action), alias=alias, device=disks)
     return terminator.terminate(f"all paths failed: {disks}")

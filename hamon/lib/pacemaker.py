@@ -1,0 +1,408 @@
+"""What Pacemaker tells a resource agent, and what the agent tells Pacemaker back.
+
+Three things, each read or written with a time bound so that no cluster tool can hang an
+agent action (a stop that hangs on ``cibadmin`` is a stop that times out, and a stop
+timeout is a fence):
+
+* **Exit codes** (:class:`ExitStatus`): OCF 0-7 and OCF 1.1's ``DEGRADED`` (190). The
+  ``pacemaker`` Python module (Pacemaker >= 2.1.6) is used when it is importable; on
+  bookworm it is not, so the same numbers are defined here. ``DEGRADED`` is only returned
+  to a caller that announces OCF >= 1.1 (``OCF_RA_VERSION_MAJOR``/``MINOR``, which
+  Pacemaker >= 2.1 sets): older managers read 190 as a hard error.
+* **Node attributes** (:class:`Attributes`): ``attrd_updater`` writes transient node
+  attributes that ``crm_mon -A`` shows. A node without attrd (the agent run by hand,
+  ``ocf-tester``) is not an error: the attribute is only a display.
+* **Termination kind** (:func:`detect_termination`): was a stop *normal* (the service
+  stops and starts nowhere else), *planned* (moved, node in standby or shutting down) or
+  *abnormal* (recovery after a failure)? Pacemaker does not pass the reason for a stop to
+  a primitive's agent, so the kind is inferred from the CIB at the moment of the stop. The
+  rules, in order, and why each is trustworthy, are in :data:`RULES_DOC` and
+  docs/hamon_disk.md.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import IntEnum
+
+from hamon.lib.termination import TerminationKind
+
+#: Bound for every cluster tool call (seconds).
+CLUSTER_TIMEOUT = 5.0
+#: A failure older than this does not make a stop "abnormal" (see detect_termination).
+RECENT_FAILURE = 600.0
+
+#: (argv, timeout) -> (exit code, stdout, stderr); replaceable so tests need no cluster.
+Runner = Callable[[list[str], float], tuple[int, str, str]]
+
+
+def run(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run a cluster tool with a bound; never raises (127 missing, 124 timed out)."""
+    if not shutil.which(argv[0]):
+        return 127, "", f"{argv[0]}: not installed"
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{argv[0]} did not answer within {timeout:g} s"
+    except OSError as err:
+        return 126, "", f"{argv[0]}: {err.strerror}"
+    return p.returncode, p.stdout, p.stderr
+
+
+# -- exit codes -----------------------------------------------------------------------------
+def _degraded_code() -> int:
+    """Pacemaker's own number for "degraded" when its Python module is installed."""
+    try:
+        from pacemaker import ExitStatus as _Pcmk  # type: ignore[import-not-found]
+    except Exception:
+        return 190
+    return int(getattr(_Pcmk, "DEGRADED", 190))
+
+
+class ExitStatus(IntEnum):
+    """OCF exit codes; resource-agents' ocf.py stops at 9 and has no DEGRADED."""
+
+    SUCCESS = 0
+    ERR_GENERIC = 1
+    ERR_ARGS = 2
+    ERR_UNIMPLEMENTED = 3
+    ERR_PERM = 4
+    ERR_INSTALLED = 5
+    ERR_CONFIGURED = 6
+    NOT_RUNNING = 7
+    DEGRADED = _degraded_code()  # OCF 1.1: running, but with reduced redundancy
+
+
+def ocf_version(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """The OCF version the caller speaks (1.0 when it does not say, e.g. ocf-tester)."""
+    env = os.environ if env is None else env
+    try:
+        return (int(env.get("OCF_RA_VERSION_MAJOR", "1")),
+                int(env.get("OCF_RA_VERSION_MINOR", "0")))
+    except ValueError:
+        return 1, 0
+
+
+def supports_degraded(env: Mapping[str, str] | None = None) -> bool:
+    """True when the caller understands OCF 1.1's DEGRADED (190)."""
+    return ocf_version(env) >= (1, 1)
+
+
+def is_probe(action: str, env: Mapping[str, str] | None = None) -> bool:
+    """A probe: a monitor with interval 0 (or none), Pacemaker's "is it running here?"."""
+    env = os.environ if env is None else env
+    return action == "monitor" and env.get("OCF_RESKEY_CRM_meta_interval", "0") in ("0", "")
+
+
+def run_by_pacemaker(env: Mapping[str, str] | None = None) -> bool:
+    """Pacemaker's scheduler passes the target node with every action; people do not."""
+    env = os.environ if env is None else env
+    return bool(env.get("OCF_RESKEY_CRM_meta_on_node"))
+
+
+def resource_id(instance: str) -> str:
+    """``shared-disk:0`` (a clone instance) -> ``shared-disk``, the id in the CIB."""
+    return instance.split(":", 1)[0]
+
+
+# -- node attributes ------------------------------------------------------------------------
+_ATTR_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def path_attribute_names(disk_names: list[str]) -> list[str]:
+    """``hamon-paths-<disk>`` per disk, short and unique.
+
+    ``/dev/mapper/mpatha`` -> ``hamon-paths-mpatha``; ``/dev/sdb`` -> ``hamon-paths-sdb``;
+    ``iscsi://h:p/iqn.2026-11.org.example:disk1/1`` -> ``hamon-paths-disk1-1`` (the
+    target's own name and the LUN: what an administrator recognises). Two disks that
+    would get one name get ``-2``, ``-3`` suffixes in the order given.
+    """
+    names: list[str] = []
+    for d in disk_names:
+        if d.startswith("iscsi://"):
+            parts = d[len("iscsi://"):].split("/")
+            target = parts[1] if len(parts) > 1 else parts[0]
+            lun = parts[2] if len(parts) > 2 else ""
+            short = f"{target.rsplit(':', 1)[-1]}-{lun}" if lun else target
+        else:
+            short = d.rstrip("/").rsplit("/", 1)[-1]
+        base = "hamon-paths-" + (_ATTR_UNSAFE.sub("-", short).strip("-") or "disk")
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
+@dataclass
+class Attributes:
+    """Transient node attributes through ``attrd_updater``; failures are remembered, not
+    raised: a missing attrd must never fail a start, stop or monitor."""
+
+    node: str | None = None
+    timeout: float = CLUSTER_TIMEOUT
+    runner: Runner = run
+    errors: list[str] = field(default_factory=list)
+
+    def _node_args(self) -> list[str]:
+        return ["-N", self.node] if self.node else []
+
+    def set(self, name: str, value: str) -> bool:
+        rc, _, err = self.runner(["attrd_updater", "-n", name, "-U", value,
+                                  *self._node_args()], self.timeout)
+        if rc != 0:
+            self.errors.append(f"attrd_updater -n {name}: {err.strip() or f'exit {rc}'}")
+        return rc == 0
+
+    def delete(self, name: str) -> bool:
+        rc, _, err = self.runner(["attrd_updater", "-n", name, "-D", *self._node_args()],
+                                 self.timeout)
+        if rc != 0:
+            self.errors.append(f"attrd_updater -n {name} -D: {err.strip() or f'exit {rc}'}")
+        return rc == 0
+
+
+# -- termination kind -----------------------------------------------------------------------
+RULES_DOC = """\
+1. not run by Pacemaker (no OCF_RESKEY_CRM_meta_on_node)      -> normal
+2. target-role=Stopped (env OCF_RESKEY_CRM_meta_target_role,
+   or the CIB meta attribute of the resource or a parent)     -> normal
+3. the CIB cannot be read in time                             -> unknown
+4. this partition has no quorum (cib have-quorum="0")         -> abnormal
+5. a move/ban constraint (cli-ban-R-on-THIS, cli-prefer-R
+   naming another node) on the resource or a parent           -> planned
+6. this node is in standby (permanent or transient)           -> planned
+7. this node is shutting down (transient "shutdown" != 0)     -> planned
+8. a failure of the resource or of a member of its group on
+   this node within the last 10 minutes (fail-count,
+   last-failure)                                              -> abnormal
+9. none of the above                                          -> unknown"""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The kind of a stop, why, and every signal that was looked at."""
+
+    kind: TerminationKind
+    reason: str
+    signals: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"termination": str(self.kind), "reason": self.reason,
+                "signals": list(self.signals)}
+
+
+def _truthy(v: str | None) -> bool:
+    return (v or "").strip().lower() in ("on", "true", "yes", "1", "y")
+
+
+def _meta(el: ET.Element, name: str) -> str | None:
+    for ma in el.findall("meta_attributes"):
+        for nv in ma.findall("nvpair"):
+            if nv.get("name") == name:
+                return nv.get("value")
+    return None
+
+
+def _ancestry(root: ET.Element, rsc: str) -> list[ET.Element]:
+    """The resource's element and its parents (group, clone, bundle), innermost first."""
+    resources = root.find(".//configuration/resources")
+    if resources is None:
+        resources = root if root.tag == "resources" else None
+    if resources is None:
+        return []
+
+    def walk(el: ET.Element, chain: list[ET.Element]) -> list[ET.Element] | None:
+        for child in el:
+            if child.get("id") == rsc and child.tag in ("primitive", "group", "clone",
+                                                        "master", "bundle"):
+                return [child, *reversed(chain)]
+            if child.tag in ("group", "clone", "master", "bundle"):
+                found = walk(child, [*chain, child])
+                if found:
+                    return found
+        return None
+
+    return walk(resources, []) or []
+
+
+def _node_state_attrs(root: ET.Element, node: str) -> dict[str, str]:
+    """Transient attributes (status section) of ``node``."""
+    attrs: dict[str, str] = {}
+    for ns in root.iter("node_state"):
+        if ns.get("uname") != node:
+            continue
+        for ta in ns.findall("transient_attributes"):
+            for ia in ta.findall("instance_attributes"):
+                for nv in ia.findall("nvpair"):
+                    if nv.get("name") is not None:
+                        attrs[nv.get("name") or ""] = nv.get("value") or ""
+    return attrs
+
+
+def _node_config_attrs(root: ET.Element, node: str) -> dict[str, str]:
+    """Permanent node attributes (configuration/nodes) of ``node``."""
+    attrs: dict[str, str] = {}
+    for n in root.iter("node"):
+        if n.get("uname") != node:
+            continue
+        for ia in n.findall("instance_attributes"):
+            for nv in ia.findall("nvpair"):
+                if nv.get("name") is not None:
+                    attrs[nv.get("name") or ""] = nv.get("value") or ""
+    return attrs
+
+
+def _failures(attrs: dict[str, str], rsc_ids: list[str]) -> list[tuple[str, int, int]]:
+    """[(resource, fail count, last failure epoch)] from transient attributes.
+
+    Pacemaker 2.1 names them ``fail-count-R#monitor_10000`` / ``last-failure-R#...``
+    (one per operation); older versions ``fail-count-R``. Both are read.
+    """
+    out = []
+    for r in rsc_ids:
+        count = last = 0
+        for name, value in attrs.items():
+            for prefix in (f"fail-count-{r}", f"last-failure-{r}"):
+                if name == prefix or name.startswith(prefix + "#"):
+                    try:
+                        n = 1_000_000 if value.upper() == "INFINITY" else int(value)
+                    except ValueError:
+                        continue
+                    if prefix.startswith("fail-count"):
+                        count += n
+                    else:
+                        last = max(last, n)
+        if count:
+            out.append((r, count, last))
+    return out
+
+
+def classify(cib_xml: str | None, *, resource: str, node: str,
+             env: Mapping[str, str], now: float | None = None,
+             cib_error: str = "") -> Detection:
+    """Apply :data:`RULES_DOC` to a CIB (or to its absence). Pure: no I/O."""
+    now = time.time() if now is None else now
+    rsc = resource_id(resource)
+    signals: list[str] = []
+    if not run_by_pacemaker(env):
+        return Detection(TerminationKind.NORMAL, "run outside Pacemaker (by hand): a normal "
+                         "termination", ("no OCF_RESKEY_CRM_meta_on_node",))
+    role = env.get("OCF_RESKEY_CRM_meta_target_role")
+    if role:
+        signals.append(f"env target-role={role}")
+        if role.lower() == "stopped":
+            return Detection(TerminationKind.NORMAL, "target-role=Stopped (pcs resource "
+                             "disable): the service stops and starts nowhere else",
+                             tuple(signals))
+    if cib_xml is None:
+        signals.append(f"CIB not read: {cib_error or 'no answer'}")
+        return Detection(TerminationKind.UNKNOWN, "the CIB could not be read in time",
+                         tuple(signals))
+    try:
+        root = ET.fromstring(cib_xml)
+    except ET.ParseError as err:
+        return Detection(TerminationKind.UNKNOWN, f"the CIB is not readable XML: {err}",
+                         (*signals, "CIB unreadable"))
+    chain = _ancestry(root, rsc)
+    ids = [e.get("id") or "" for e in chain] or [rsc]
+    for el in chain:
+        r = _meta(el, "target-role")
+        if r is not None:
+            signals.append(f"{el.get('id')} target-role={r}")
+            if r.lower() == "stopped":
+                return Detection(TerminationKind.NORMAL, f"target-role=Stopped on "
+                                 f"{el.get('id')}: the service stops and starts nowhere else",
+                                 tuple(signals))
+            break  # the innermost explicit value wins, as in Pacemaker
+    if root.get("have-quorum") in ("0", "false"):
+        signals.append("have-quorum=0")
+        return Detection(TerminationKind.ABNORMAL, "this partition lost quorum: the other "
+                         "partition recovers the service", tuple(signals))
+    for loc in root.iter("rsc_location"):
+        lid, lrsc, lnode = loc.get("id", ""), loc.get("rsc"), loc.get("node")
+        if lrsc not in ids or not lid.startswith("cli-"):
+            continue
+        score = loc.get("score", "")
+        signals.append(f"{lid} node={lnode} score={score}")
+        if lid.startswith("cli-ban-") and lnode == node:
+            return Detection(TerminationKind.PLANNED, f"moved away (constraint {lid}: "
+                             "pcs resource move/ban)", tuple(signals))
+        if lid.startswith("cli-prefer-") and lnode and lnode != node:
+            return Detection(TerminationKind.PLANNED, f"moved to {lnode} (constraint {lid}: "
+                             "pcs resource move)", tuple(signals))
+    transient = _node_state_attrs(root, node)
+    permanent = _node_config_attrs(root, node)
+    for where, attrs in (("permanent", permanent), ("transient", transient)):
+        if _truthy(attrs.get("standby")):
+            signals.append(f"{where} standby={attrs.get('standby')}")
+            return Detection(TerminationKind.PLANNED, f"node {node} is in standby "
+                             "(pcs node standby): a switchover", tuple(signals))
+    shutdown = transient.get("shutdown", "0")
+    if shutdown not in ("", "0"):
+        signals.append(f"shutdown={shutdown}")
+        return Detection(TerminationKind.PLANNED, f"Pacemaker on {node} is shutting down: "
+                         "a switchover", tuple(signals))
+    group_members: list[str] = []
+    for el in chain[1:]:
+        if el.tag == "group":
+            group_members = [p.get("id") or "" for p in el.iter("primitive")]
+            break
+    candidates = list(dict.fromkeys([rsc, *ids, *group_members]))
+    stale = []
+    for r, count, last in _failures(transient, candidates):
+        signals.append(f"fail-count {r}={count} last-failure={last or '-'}")
+        if last and now - last <= RECENT_FAILURE:
+            age = max(0, int(now - last))
+            return Detection(TerminationKind.ABNORMAL, f"recovery after a failure of {r} "
+                             f"on {node} {age} s ago (fail-count {count})", tuple(signals))
+        stale.append(r)
+    why = "no signal of a normal, planned or abnormal termination"
+    if stale:
+        why += f" (old failures of {', '.join(stale)} were not counted)"
+    return Detection(TerminationKind.UNKNOWN, why, tuple(signals))
+
+
+def read_cib(timeout: float = CLUSTER_TIMEOUT, runner: Runner = run) -> tuple[str | None, str]:
+    """The whole CIB (``cibadmin -Q``; ``CIB_file`` is honoured by cibadmin itself)."""
+    rc, out, err = runner(["cibadmin", "-Q"], timeout)
+    if rc != 0:
+        return None, (err.strip().splitlines() or [f"cibadmin exit {rc}"])[0]
+    return out, ""
+
+
+def detect_termination(resource: str, node: str, *, env: Mapping[str, str] | None = None,
+                       timeout: float = CLUSTER_TIMEOUT, runner: Runner = run) -> Detection:
+    """The kind of the stop now underway; one bounded ``cibadmin -Q`` at most."""
+    env = os.environ if env is None else env
+    if not run_by_pacemaker(env) or (env.get("OCF_RESKEY_CRM_meta_target_role", "")
+                                     .lower() == "stopped"):
+        return classify(None, resource=resource, node=node, env=env)
+    cib, err = read_cib(timeout, runner)
+    return classify(cib, resource=resource, node=node, env=env, cib_error=err)
+
+
+def node_names(timeout: float = CLUSTER_TIMEOUT, runner: Runner = run) -> list[str]:
+    """Cluster node names (``crm_node -l``), to name the owner of a preempted key."""
+    rc, out, _ = runner(["crm_node", "-l"], timeout)
+    if rc != 0:
+        return []
+    names = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            names.append(parts[1])
+    return names
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,257 @@
+"""``ocf:hamon:hamon_disk`` on resource-agents' ``ocf.py``: metadata, actions, exit codes.
+
+resource-agents ships its Python library at ``$OCF_ROOT/lib/heartbeat/ocf.py`` (Debian:
+``/usr/lib/ocf/lib/heartbeat``), outside every Python path; its own Python agents add
+``$OCF_FUNCTIONS_DIR`` (default ``$OCF_ROOT/lib/heartbeat``) to ``sys.path`` and import
+it, and so does this module. What the library does here: the metadata XML
+(``Agent.to_xml``), the action dispatch and parameter defaults (``run``), and exit
+reasons (``ocf_exit_reason``). What it does not do, and is done here:
+
+* it builds XML by string concatenation without escaping, so every description and
+  default goes through :func:`_text`/:func:`_attr` first (a ``<`` or ``&`` in a
+  description would otherwise make the metadata invalid);
+* its exit constants stop at 9: DEGRADED (190) comes from :mod:`hamon.lib.pacemaker`;
+* it has no OCF 1.1 attributes, which is what ``ra-api-1.dtd`` (the schema ocf-tester
+  validates with) wants: content types are those both ``ra-api-1.dtd`` and
+  ``metadata.rng`` accept (string, integer), so ``os_termination`` is a string whose
+  values are listed in its description, not a ``select``.
+
+The logic lives in :mod:`hamon.disk_agent`; this module only maps OCF's environment onto
+it and its results back onto exit codes.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from xml.sax.saxutils import escape
+
+from hamon.disk_agent import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_STATE_DIR,
+    DEFAULT_TYPE,
+    DRY_RUN_ENV,
+    ConfigError,
+    DiskAgent,
+    State,
+    parse_settings,
+)
+from hamon.lib import pacemaker as pcmk
+from hamon.lib.journal import DEFAULT_PATH as DEFAULT_JOURNAL
+from hamon.lib.pacemaker import ExitStatus
+
+AGENT_NAME = "hamon_disk"
+#: The agent's own version (the metadata's resource-agent version attribute).
+AGENT_VERSION = "0.1.0"
+OCF_VERSION = "1.1"
+
+#: Suggested action timeouts (seconds). Stop must cover the path check, the release and
+#: the unregister (each bounded by command_timeout per path) plus the termination-kind
+#: lookup (bounded by 5 s, in parallel): 60 s leaves room for command_timeout up to ~10 s.
+TIMEOUTS = {"start": 60, "stop": 60, "monitor": 30, "validate-all": 30, "meta-data": 5}
+MONITOR_INTERVAL = 30
+
+
+def _text(s: str) -> str:
+    """Escape element text for ocf.py, which does not."""
+    return escape(s)
+
+
+def _attr(s: str) -> str:
+    """Escape an attribute value for ocf.py (it writes ``default="..."`` as given)."""
+    return escape(s, {'"': "&quot;"})
+
+
+def load_ocf() -> ModuleType:
+    """resource-agents' ``ocf`` module, found as its own Python agents find it."""
+    root = os.environ.get("OCF_ROOT") or "/usr/lib/ocf"
+    for d in (os.environ.get("OCF_FUNCTIONS_DIR"), os.path.join(root, "lib", "heartbeat"),
+              "/usr/lib/ocf/lib/heartbeat"):
+        if d and d not in sys.path:
+            sys.path.append(d)
+    return importlib.import_module("ocf")
+
+
+LONGDESC = """\
+Holds the SCSI-3 persistent reservation of one or more shared disks for the node that \
+runs the service, with Hitachi HA Monitor's semantics and messages (KAMN725-W, \
+KAMN726-E, KAMN727-I). Group it before the file system and the service.
+
+start: registers this node's reservation key through every path of every disk and \
+reserves it (default type Write Exclusive, Registrants Only). When another node's key \
+holds the disk, the start forcibly obtains it (PREEMPT, KAMN951-W), as HA Monitor's \
+standby does; every other key still registered is removed (KAMN956-W), so that only \
+the active node can write. If every path of a disk failed, the switchover fails \
+(KAMN725-W, KAMN726-E).
+
+stop: releases the reservation and removes this node's key from every path, so a \
+stopped node can no longer write. If some paths of a disk failed (KAMN725-W), the stop \
+completes. If every path of a disk failed (KAMN725-W, KAMN726-E), the failure is \
+written durably to the journal and the OS is terminated (os_termination), so that the \
+standby can take the disk over safely; with os_termination=none the stop fails instead \
+and Pacemaker fences the node. The kind of termination (normal, planned, abnormal) is \
+inferred from the cluster configuration and journalled for the recovery procedure \
+(hamon recover).
+
+monitor: running means this node's key holds the reservation of every disk and at \
+least one path of each answers. The node attribute hamon-paths-DISK shows up/total \
+paths (crm_mon -A). Some paths failed: degraded (OCF 1.1 exit code 190). Every path \
+failed: a failure. A failed path that answers again: KAMN727-I, and the key is \
+registered on it again when it was lost. A probe never changes the disk.
+
+Messages go to syslog and to stderr (the cluster log); see docs/messages.md."""
+
+SHORTDESC = "Shared-disk SCSI reservation with HA Monitor semantics"
+
+#: (name, shortdesc, longdesc, content type, unique, default)
+PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
+    ("scsi_device", "Single-path shared disks",
+     "Single-path shared disks (HA Monitor's scsi_device operand): /dev/sdX or /dev/sgN, "
+     "several separated by commas or blanks. For userspace iSCSI (tests, the demo) an "
+     "iscsi://host[:port]/target-iqn/lun URL. Give exactly one of scsi_device and "
+     "dmmp_device.", "string", True, None),
+    ("dmmp_device", "Multipath shared disks (DMMP, HDLM)",
+     "Multipath shared disks (HA Monitor's dmmp_device operand): /dev/mapper/NAME or "
+     "/dev/dm-N (device-mapper multipath), /dev/sddlmXX (HDLM), several separated by "
+     "commas or blanks. The key is registered through every path of each. iscsi:// URLs "
+     "of the same LUN through several portals are the paths of one disk. Give exactly "
+     "one of scsi_device and dmmp_device.", "string", True, None),
+    ("reservation_key", "Reservation key of this node",
+     "This node's reservation key, 1 to 16 hex digits, not 0. Default: derived from the "
+     "Pacemaker node name (hamon key NODE prints it), the same derivation as "
+     "fence_hamon_scsi. An explicit key must differ on every node, so it is usually "
+     "left unset.", "string", False, None),
+    ("reservation_type", "Persistent reservation type",
+     "WE-RO (5, Write Exclusive Registrants Only; the default), EA-RO (6), WE-AR (7), "
+     "EA-AR (8), or for single-path disks WE (1) and EA (3). With the RO and AR types "
+     "every registered path may write; the agent keeps only the active node registered. "
+     "WE and EA let only the one path that reserved write, so multipath disks refuse "
+     "them.", "string", False, DEFAULT_TYPE.short),
+    ("iscsi_initiator", "iSCSI initiator name of this node",
+     "This node's iSCSI initiator name for iscsi:// devices. Default: "
+     "iqn.2026-11.org.hamon:NODE, derived from the node name as fence_hamon_scsi does.",
+     "string", False, None),
+    ("os_termination", "How the OS is terminated when every path failed during stop",
+     "reboot (default), poweroff, crash (a kernel crash dump, where kdump is set up) or "
+     "none. The termination is immediate (magic SysRq), without sync, which could hang "
+     "on the failed disk. With none the OS keeps running, KAMN726-E and KAMN957-E are "
+     "logged and the stop fails, so that Pacemaker fences the node instead.",
+     "string", False, "reboot"),
+    ("alias", "Server alias in messages",
+     "The server alias that KAMN messages carry (HA Monitor's alias). Default: the "
+     "resource id.", "string", False, None),
+    ("command_timeout", "Bound of one SCSI command, seconds",
+     "How long one SCSI command through one path may take before the path counts as "
+     "failed. Paths are checked in parallel. Keep the stop timeout above 4 times this "
+     "value plus 10 seconds.", "integer", False, str(DEFAULT_COMMAND_TIMEOUT)),
+    ("journal", "Journal file",
+     "Where failures and terminations are recorded durably (fsync) for hamon recover. "
+     f"Default: the HAMON_JOURNAL environment variable, else {DEFAULT_JOURNAL}.",
+     "string", False, DEFAULT_JOURNAL),
+    ("state_dir", "Directory of the agent's small state files",
+     "Where the agent remembers path states between monitors and whether this node "
+     "started the resource (a tmpfs: nothing of it must survive a reboot). Default: "
+     "the HAMON_STATE_DIR environment variable, else " + DEFAULT_STATE_DIR + ".",
+     "string", False, DEFAULT_STATE_DIR),
+    ("os_termination_dry_run", "NOT FOR PRODUCTION: record the OS termination in a file",
+     "NOT FOR PRODUCTION. When set to a file name, an OS termination is appended to that "
+     "file (fsync) instead of being carried out, and the stop fails as with "
+     "os_termination=none. For tests, demonstrations and ocf-tester on a workstation. "
+     f"The environment variable {DRY_RUN_ENV} does the same.", "string", False, None),
+]
+
+
+def build_agent(ocf: ModuleType) -> object:
+    """The ``ocf.Agent`` with every parameter and action (handlers added by :func:`main`)."""
+    agent = ocf.Agent(AGENT_NAME, shortdesc=_text(SHORTDESC), longdesc=_text(LONGDESC),
+                      version=AGENT_VERSION, ocf_version=OCF_VERSION)
+    for name, short, long, ctype, unique, default in PARAMETERS:
+        agent.add_parameter(name, shortdesc=_text(short), longdesc=_text(long),
+                            content_type=ctype, unique=unique, required=False,
+                            default=None if default is None else _attr(default))
+    agent.add_action("start", timeout=TIMEOUTS["start"])
+    agent.add_action("stop", timeout=TIMEOUTS["stop"])
+    agent.add_action("monitor", timeout=TIMEOUTS["monitor"], interval=MONITOR_INTERVAL,
+                     depth=0)
+    agent.add_action("validate-all", timeout=TIMEOUTS["validate-all"])
+    agent.add_action("meta-data", timeout=TIMEOUTS["meta-data"])
+    return agent
+
+
+def metadata() -> str:
+    """The metadata XML exactly as ``hamon_disk meta-data`` prints it."""
+    return build_agent(load_ocf()).to_xml() + "\n"  # type: ignore[attr-defined]
+
+
+def _params(ocf: ModuleType) -> dict[str, str | None]:
+    return {name: ocf.get_parameter(name) for name, *_ in PARAMETERS}
+
+
+def handle(action: str, ocf: ModuleType, env: dict[str, str] | None = None) -> int:
+    """Run one action from the OCF environment; returns the exit code."""
+    env = dict(os.environ) if env is None else env
+    params = _params(ocf)
+    try:
+        settings = parse_settings(params, env)
+    except ConfigError as err:
+        return _config_error(action, str(err), params, env, ocf)
+    agent = DiskAgent(settings, env=env)
+    try:
+        if action == "start":
+            rc = agent.start()
+        elif action == "stop":
+            rc = agent.stop()
+        elif action == "monitor":
+            rc = agent.monitor(probe=pcmk.is_probe(action, env))
+        elif action == "validate-all":
+            rc = agent.validate()
+        else:
+            return int(ExitStatus.ERR_UNIMPLEMENTED)
+    except ConfigError as err:
+        ocf.ocf_exit_reason(str(err))
+        return int(ExitStatus.ERR_CONFIGURED)
+    if agent.reason and rc != ExitStatus.SUCCESS:
+        ocf.ocf_exit_reason(agent.reason)
+    return rc
+
+
+def _config_error(action: str, why: str, params: dict[str, str | None],
+                  env: dict[str, str], ocf: ModuleType) -> int:
+    """Parameters that cannot work. A probe says "not running" (it cannot be running
+    with them), a stop succeeds unless a start was begun here (nothing of ours can be on
+    the disk), everything else is OCF_ERR_CONFIGURED."""
+    if action == "monitor" and pcmk.is_probe(action, env):
+        return int(ExitStatus.NOT_RUNNING)
+    if action == "stop":
+        state_dir = (params.get("state_dir") or env.get("HAMON_STATE_DIR")
+                     or DEFAULT_STATE_DIR)
+        resource = env.get("OCF_RESOURCE_INSTANCE") or AGENT_NAME
+        if not State(state_dir, resource).load().get("active"):
+            return int(ExitStatus.SUCCESS)
+    ocf.ocf_exit_reason(why)
+    return int(ExitStatus.ERR_CONFIGURED)
+
+
+def main() -> None:
+    """The agent's entry point (``agents/ocf/hamon_disk``); does not return."""
+    try:
+        ocf = load_ocf()
+    except ImportError as err:
+        print(f"ocf-exit-reason:resource-agents' ocf.py not found ({err}); install "
+              "resource-agents or set OCF_FUNCTIONS_DIR", file=sys.stderr)
+        sys.exit(int(ExitStatus.ERR_INSTALLED))
+    agent = build_agent(ocf)
+    ocf.run(agent, {a: _handler(a, ocf) for a in ("start", "stop", "monitor",
+                                                   "validate-all")})
+
+
+def _handler(action: str, ocf: ModuleType) -> Callable[[], int]:
+    """A handler without arguments: ocf.run passes each argument of a handler the
+    parameter of that name, so a handler must not have any but its own."""
+
+    def run_action() -> int:
+        return handle(action, ocf)
+
+    return run_action
