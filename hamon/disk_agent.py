@@ -687,10 +687,18 @@ class DiskAgent:
             journal=None if probe or not running else self.journal, terminator=None,
             resource=s.resource, details={"action": "probe" if probe else "monitor"})
         self._publish(disks, missing)
-        self.state.update(paths=path_states(disks)
-                          | {m.disk: {m.disk: "failed"} for m in missing})
+        try:
+            self.state.update(paths=path_states(disks)
+                              | {m.disk: {m.disk: "failed"} for m in missing})
+        except OSError as err:  # only the dedup of messages suffers; the answer stands
+            self._say(f"state {self.state.path}: {err}")
         if not running:
             return int(ExitStatus.NOT_RUNNING)
+        refused = [f"{n}: {r.error}" for n, r in status.items()
+                   if not r.ok and not r.path_failure]
+        if refused:  # a path answers, but not to READ KEYS / READ RESERVATION
+            return self._fail(ExitStatus.ERR_GENERIC, "cannot read the reservation: "
+                              + "; ".join(refused))
         others = [n for n, r in readable.items() if n not in ours]
         if others:
             held = "; ".join(f"{n}: {self._holder_text(readable[n].value)}" for n in others)

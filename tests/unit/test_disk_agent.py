@@ -533,3 +533,33 @@ def test_defaults_follow_the_fence_agents_derivation():
     s = parse_settings({"scsi_device": "/dev/sdb", "reservation_key": "0x1234"}, {},
                        node="node1")
     assert s.key == 0x1234
+
+
+def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path):
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+    assert n1.start() == 0
+    real = st.lun[1]._pr_in
+
+    def refuse(nexus, cdb):
+        from hamon.lib.transport.sim import _illegal
+        raise _illegal()
+
+    st.lun[1]._pr_in = refuse  # type: ignore[method-assign]
+    try:
+        a = n1.agent()
+        assert a.monitor() == ExitStatus.ERR_GENERIC
+        assert "cannot read the reservation" in a.reason
+    finally:
+        st.lun[1]._pr_in = real  # type: ignore[method-assign]
+
+
+def test_an_unwritable_state_dir_does_not_fail_a_monitor(tmp_path):
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+    assert n1.start() == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    a = n1.agent()
+    a.state.path = str(blocker / "x.json")   # a directory that cannot exist
+    assert a.monitor() == ExitStatus.SUCCESS
