@@ -440,11 +440,14 @@ class DiskAgent:
         live = [_live(d) for d in disks]
         before = self._status(disks)
         reg = rsv.register(live, s.key)
+        unsupported = False
         for r in reg.failed():
+            unsupported |= self._unsupported(r.disk, r.error)
             messages.emit("KAMN955", device=r.disk.name, reason=f"register: {r.error}",
                           alias=s.alias)
         if not reg.ok:
-            return self._fail(ExitStatus.ERR_GENERIC, "cannot register the key: "
+            return self._fail(ExitStatus.ERR_INSTALLED if unsupported
+                              else ExitStatus.ERR_GENERIC, "cannot register the key: "
                               + "; ".join(f"{r.disk.name}: {r.error}" for r in reg.failed()))
         problems: list[str] = []
         record: dict[str, dict[str, Any]] = {d.name: {"disk": d.name} for d in live}
@@ -485,7 +488,7 @@ class DiskAgent:
         """RESERVE was refused: ours already (another path reserved), free by now, or
         another key's, which the standby forcibly obtains. Returns why it failed, or None."""
         s = self.settings
-        if isinstance(r.error, IllegalRequest):
+        if self._unsupported(r.disk, r.error):
             return f"the device does not support persistent reservations ({r.error})"
         if not isinstance(r.error, ReservationConflict):
             return str(r.error or r.detail)
@@ -502,6 +505,7 @@ class DiskAgent:
         victim = held.key or 0
         out = rsv.preempt([d], s.key, victim, s.rtype).results[0]
         if not out.ok:
+            self._already_reserved({d.name: st})
             return f"cannot preempt {format_key(victim)}: {out.error}"
         node = self._node_of(victim)
         messages.emit("KAMN951", device=d.name, key=format_key(s.key),
@@ -693,6 +697,10 @@ class DiskAgent:
         except OSError as err:  # only the dedup of messages suffers; the answer stands
             self._say(f"state {self.state.path}: {err}")
         if not running:
+            if active and not probe:
+                # started here, never stopped, and another key holds it now: HA Monitor's
+                # "reserved by the other system after a switchover"
+                self._already_reserved(readable)
             return int(ExitStatus.NOT_RUNNING)
         refused = [f"{n}: {r.error}" for n, r in status.items()
                    if not r.ok and not r.path_failure]
@@ -701,6 +709,7 @@ class DiskAgent:
                               + "; ".join(refused))
         others = [n for n, r in readable.items() if n not in ours]
         if others:
+            self._already_reserved({n: readable[n] for n in others})
             held = "; ".join(f"{n}: {self._holder_text(readable[n].value)}" for n in others)
             return self._fail(ExitStatus.ERR_GENERIC, f"the reservation is not ours: {held}")
         if decision.verdict is Verdict.FAIL:
@@ -714,6 +723,31 @@ class DiskAgent:
                 return int(ExitStatus.DEGRADED)
             self._say(f"{self.reason} (reported as running: the caller predates OCF 1.1)")
         return int(ExitStatus.SUCCESS)
+
+    def _already_reserved(self, results: Mapping[str, rsv.DiskResult]) -> None:
+        """KAMN725-W ALREADY-RESERVATION for each disk another key holds; the host
+        address is the holder's (its key, and its node when the cluster can say)."""
+        s = self.settings
+        for name, r in results.items():
+            res = r.value.reservation
+            if not res.held or self._holds(r.value):
+                continue
+            node = self._node_of(res.key or 0)
+            holder = format_key(res.key or 0) + ("" if node == "-" else f" ({node})")
+            messages.emit("KAMN725", device=name, code=DetailsCode.ALREADY_RESERVATION,
+                          alias=s.alias, host=holder)
+
+    def _unsupported(self, d: Disk, err: BaseException | None) -> bool:
+        """KAMN601-W + KAMN725-W IOCTL when the device refuses persistent reservations
+        (ILLEGAL REQUEST to PERSISTENT RESERVE OUT/IN); True when that was the case."""
+        if not isinstance(err, IllegalRequest):
+            return False
+        s = self.settings
+        messages.emit("KAMN601", device=d.name, reason=f"no SCSI-3 persistent "
+                      f"reservations: {err}")
+        messages.emit("KAMN725", device=d.name, code=DetailsCode.IOCTL, alias=s.alias,
+                      host=s.node)
+        return True
 
     def _holder_text(self, st: rsv.LunStatus) -> str:
         res = st.reservation

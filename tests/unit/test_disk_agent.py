@@ -563,3 +563,31 @@ def test_an_unwritable_state_dir_does_not_fail_a_monitor(tmp_path):
     a = n1.agent()
     a.state.path = str(blocker / "x.json")   # a directory that cannot exist
     assert a.monitor() == ExitStatus.SUCCESS
+
+
+def test_preempted_active_node_says_already_reservation_with_the_holder(tmp_path, captured):
+    st = Storage()
+    n1, n2 = two_nodes(tmp_path, st)
+    assert n1.start() == 0 and n2.start() == 0
+    captured.clear()
+    assert n1.monitor() == ExitStatus.NOT_RUNNING
+    (m,) = captured
+    assert m.full_id == "KAMN725-W" and "details code = ALREADY-RESERVATION" in m.text
+    assert f"host address = 0x{K2:x} (node2)" in m.text
+    captured.clear()
+    assert n1.monitor(probe=True) == ExitStatus.NOT_RUNNING and captured == []
+
+
+def test_a_device_without_persistent_reservations_is_kamn601_ioctl(tmp_path, captured):
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+
+    def refuse(nexus, cdb, params):
+        from hamon.lib.transport.sim import _illegal
+        raise _illegal(0x20, 0)
+
+    st.lun[1]._pr_out = refuse  # type: ignore[method-assign]
+    a = n1.agent()
+    assert a.start() == ExitStatus.ERR_INSTALLED
+    assert ids(captured)[:2] == ["KAMN601-W", "KAMN725-W"]
+    assert "details code = IOCTL" in captured[1].text and "KAMN955-E" in ids(captured)
