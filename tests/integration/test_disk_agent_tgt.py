@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,3 +208,18 @@ def test_monitor_degraded_then_recovered(nodes, tgt):
     r = n1.run("monitor")
     assert r.rc == 1 and "KAMN726-E" in r.ids()
     assert not n1.dry_run.exists()                        # a monitor never terminates
+
+
+def test_a_hung_target_bounds_the_stop_and_still_terminates(nodes, tgt):
+    """tgtd SIGSTOPped: TCP still connects, nothing answers. Every command is bounded
+    (command_timeout=2, paths in parallel), so the stop reaches the seed's verdict in a
+    few seconds, far inside Pacemaker's stop timeout, instead of hanging."""
+    n1, _ = nodes
+    assert n1.run("start").rc == 0
+    with tgt.stopped():
+        t0 = time.monotonic()
+        r = n1.run("stop", OCF_RESKEY_command_timeout="2")
+        took = time.monotonic() - t0
+    assert r.rc == 1 and "KAMN726-E" in r.ids() and "KAMN954-E" in r.ids(), r.stderr
+    assert n1.dry_run.exists()
+    assert took < 20, took
