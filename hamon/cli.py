@@ -279,6 +279,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         nodes = _known_nodes(args, mem, records)
         online = mem.online() if mem is not None and not unknown_why else set()
         here: tuple[bool | None, str] | None = None
+        explicit: dict[int, str] | None = None
         plan = []
         refusals: list[str] = []
         for r in out.results:
@@ -287,11 +288,17 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             if not res.held:
                 plan.append((r.disk, st))
                 continue
-            desc = recovery.describe_key(res.key, nodes)
             holder_keys = {res.key} if res.key else set(st.keys)  # WE-AR/EA-AR: all
-            others = holder_keys - {my_key}
-            live = sorted(n for n in online if n != me and keymod.key_for_node(n) in others)
-            if my_key in holder_keys:
+            if explicit is None and not all(keymod.is_hamon_key(k) for k in holder_keys):
+                explicit = config.configured_node_keys(CLUSTER_TIMEOUT)  # node_keys
+            names = explicit or {}
+            desc = recovery.describe_key(res.key, nodes, names)
+            mine = {my_key} | {k for k, n in names.items() if n == me}
+            others = holder_keys - mine
+            owners = {n for n in online if keymod.key_for_node(n) in others}
+            owners |= {names[k] for k in others if k in names and names[k] in online}
+            live = sorted(owners - {me})
+            if holder_keys & mine:
                 here = here or _held_here(args, online)
                 if here[0] is None:
                     refusals.append(f"{r.disk.name} is held by this node's own key "
@@ -303,21 +310,24 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                                 f"{', '.join(live)} is a live cluster node")
             elif others and unknown_why:
                 refusals.append(f"{r.disk.name} is held by {desc}, and {unknown_why}")
-            elif others and not all(keymod.is_hamon_key(k) for k in others):
+            elif any(not keymod.is_hamon_key(k) and k not in names for k in others):
                 refusals.append(f"{r.disk.name} is held by {desc}: hamon cannot tell "
-                                "whether the node behind that key is alive")
+                                "whether the node behind that key is alive (the fence "
+                                "device's node_keys can name it)")
             plan.append((r.disk, st))
         if refusals and not args.force:
             raise CliError("refused: " + "; ".join(refusals) + ". Nothing was changed; "
                            "check crm_mon, then rerun with --force if the holder is "
                            "really gone", EXIT_REFUSED)
-        return _do_cancel(args, plan, my_key, nodes, online, forced=bool(refusals))
+        return _do_cancel(args, plan, my_key, nodes, online, forced=bool(refusals),
+                          explicit=explicit or {})
     finally:
         _close(disks)
 
 
 def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
-               my_key: int, nodes: list[str], online: set[str], forced: bool) -> int:
+               my_key: int, nodes: list[str], online: set[str], forced: bool,
+               explicit: dict[int, str]) -> int:
     me = _node(args)
     rows: list[dict[str, Any]] = []
     failed = False
@@ -325,7 +335,8 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
         res = st.reservation
         row: dict[str, Any] = {"disk": disk.name, "wwid": disk.wwid,
                                "holder": format_key(res.key) if res.key is not None else None,
-                               "holder_node": keymod.owner_of(res.key, nodes)
+                               "holder_node": (explicit.get(res.key)
+                                               or keymod.owner_of(res.key, nodes))
                                if res.key else None,
                                "type": res.type.short if res.type else None,
                                "keys_before": [format_key(k) for k in dict.fromkeys(st.keys)]}
@@ -345,9 +356,11 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
         if my_key in st.keys:  # CLEAR took this node's own registration too: restore it
             again = rsv.register([disk], my_key)
             row["reregistered"] = again.ok
-        dropped = sorted(n for n in online if n != me and keymod.key_for_node(n) in st.keys)
+        dropped = sorted({n for n in online if keymod.key_for_node(n) in st.keys}
+                         | {n for k, n in explicit.items() if k in st.keys and n in online}
+                         - {me})
         row["dropped_live_registrations"] = dropped
-        holder = recovery.describe_key(res.key, nodes) if res.key is not None else "-"
+        holder = recovery.describe_key(res.key, nodes, explicit)
         emit("KAMN953", device=disk.name, holder=holder,
              by=f"{me} (--force)" if forced else me)
         rows.append(row)
@@ -366,7 +379,7 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
                 print(f"{row['disk']}: no reservation is held: nothing to cancel")
             elif row["ok"]:
                 print(f"{row['disk']}: reservation cancelled (was held by "
-                      f"{recovery.describe_key(int(row['holder'], 16), nodes)} "
+                      f"{recovery.describe_key(int(row['holder'], 16), nodes, explicit)} "
                       f"{row['type']}; cleared through {row['via']})")
                 for n in row["dropped_live_registrations"]:
                     print(f"  note: the registration of live node {n} was cleared too; "
@@ -524,7 +537,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
         now[0] = recovery.DiskNow(now[0].disk, kinds[0] if kinds else None,
                                   error=now[0].error)
     failed_devs = {str(p.get("path")) for d in recovery.entry_disks(sel.entry or {})
-                   for p in d.get("failed", []) if isinstance(p, dict)}
+                   for p in recovery.failed_paths(d)}
     failed_devs |= {p.name for d in now for p in d.paths if not p.answers}
     kernel = recovery.kernel_messages(sorted(failed_devs),
                                       (sel.entry or {}).get("time"))

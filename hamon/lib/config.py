@@ -40,6 +40,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hamon.lib import keys as keymod
 from hamon.lib.disk import split_operands
 
 DEFAULT_DISKS_FILE = "/etc/hamon/disks"
@@ -157,6 +158,38 @@ def parse_cib(xml_text: str) -> list[DiskSource]:
         out.append(DiskSource(tuple(operands), f"CIB {prim.get('id')} ({agent})",
                               values.get("iscsi_initiator") or None))
     return out
+
+
+def parse_node_keys(xml_text: str) -> dict[int, str]:
+    """Explicit keys -> node, from every fence_hamon_scsi primitive's ``node_keys``
+    (``node1=0x1001,node2=0x1002``). Entries that do not parse are skipped: the fence
+    agent's validate-all reports them; here they only name key owners."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return {}
+    out: dict[int, str] = {}
+    for prim in root.iter("primitive"):
+        if (prim.get("class"), prim.get("type")) != ("stonith", "fence_hamon_scsi"):
+            continue
+        for nv in prim.iter("nvpair"):
+            if nv.get("name") != "node_keys":
+                continue
+            for item in split_operands(nv.get("value") or ""):
+                node, _, value = item.partition("=")
+                try:
+                    if node:
+                        out[keymod.parse_key(value)] = node
+                except ValueError:
+                    continue
+    return out
+
+
+def configured_node_keys(timeout: float = CLUSTER_TIMEOUT,
+                         runner: Runner | None = None) -> dict[int, str]:
+    """Explicit per-node keys from the CIB; {} when there are none or it cannot be read."""
+    rc, out, _ = (runner or run)(["cibadmin", "-Q", "-o", "resources"], timeout)
+    return parse_node_keys(out) if rc == 0 else {}
 
 
 def configured_disks(disks_file: str | None = None, *, cib: bool = True,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from hamon.lib import failback
 from hamon.lib import keys as keymod
+from hamon.lib.disk import split_operands
 from hamon.lib.journal import Record
 from hamon.lib.messages import format_message
 from hamon.lib.scsi.pr import format_key
@@ -133,17 +134,29 @@ def entry_disks(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return [d for d in disks if isinstance(d, dict)] if isinstance(disks, list) else []
 
 
+def failed_paths(disk: dict[str, Any]) -> list[dict[str, Any]]:
+    """A journalled disk's failed paths; whatever else is there is ignored, not trusted."""
+    failed = disk.get("failed")
+    return [p for p in failed if isinstance(p, dict)] if isinstance(failed, list) else []
+
+
 def concerns(entry: dict[str, Any], device: str | None, wwid: str | None = None) -> bool:
-    """Does ``entry`` name ``device`` (by operand or LUN identity)? None: any device."""
+    """Does ``entry`` name ``device`` (by operand or LUN identity)? None: any device.
+
+    ``device`` may be an operand list as the agents take it (``url-A,url-B``: one LUN by
+    two portals): any of its operands naming the journalled disk or one of its failed
+    paths is a match. That matters exactly when recovery needs it, with every path down:
+    the LUN identity cannot be read then, and the operand is all there is to go on.
+    """
     if device is None and wwid is None:
         return True
+    operands = set(split_operands(device)) if device is not None else set()
     for d in entry_disks(entry):
-        if device is not None and d.get("disk") == device:
+        if d.get("disk") in operands:
             return True
         if wwid and d.get("wwid") == wwid:
             return True
-        if device is not None and any(p.get("path") == device for p in d.get("failed", [])
-                                      if isinstance(p, dict)):
+        if any(p.get("path") in operands for p in failed_paths(d)):
             return True
     return False
 
@@ -187,13 +200,27 @@ def last_entry(records: Sequence[Record], device: str,
     return None
 
 
+def _count(value: object) -> int | None:
+    """A journalled count, or None when the entry does not hold a number there."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+
+
 def summarize(entry: dict[str, Any]) -> str:
     """One line for an entry: what, when, where."""
     kind = entry.get("kind", "?")
     when = entry.get("time", "?")
     if kind == "failure":
-        failed = sum(len(d.get("failed", [])) for d in entry_disks(entry))
-        total = sum(int(d.get("paths_total") or 0) for d in entry_disks(entry))
+        disks = entry_disks(entry)
+        failed = sum(len(failed_paths(d)) for d in disks)
+        totals = [_count(d.get("paths_total")) for d in disks]
+        # A total that was not recorded is shown as unknown, never guessed as 0.
+        total = (str(sum(t for t in totals if t is not None))
+                 if disks and None not in totals else "?")
         return (f"{when} failure on {entry.get('node') or '?'} while "
                 f"{entry.get('phase', '?')} ({entry.get('termination', 'unknown')} "
                 f"termination): {failed}/{total} path(s) failed, verdict "
@@ -260,13 +287,15 @@ TITLES = {
 KAMN_HINT = "journalctl -t hamon | grep -E 'KAMN72[5-7]'  (or grep KAMN /var/log/syslog)"
 
 
-def describe_key(key: int | None, nodes: Iterable[str]) -> str:
-    """``0x686d... (node2)``: a key with its owner, as far as hamon can name it."""
+def describe_key(key: int | None, nodes: Iterable[str],
+                 explicit: Mapping[int, str] | None = None) -> str:
+    """``0x686d... (node2)``: a key with its owner, as far as hamon can name it
+    (``explicit``: configured keys, e.g. the fence device's node_keys)."""
     if key is None:
         return "-"
     if key == 0:
         return "0x0 (all registrants)"
-    who = keymod.owner_of(key, list(nodes))
+    who = (explicit or {}).get(key) or keymod.owner_of(key, list(nodes))
     if who:
         return f"{format_key(key)} ({who})"
     if keymod.is_hamon_key(key):
@@ -295,7 +324,7 @@ def termination_of(sel: Selection) -> tuple[str, str]:
 def _failed_paths(entry: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
     if entry is None:
         return {}
-    return {str(d.get("disk")): [p for p in d.get("failed", []) if isinstance(p, dict)]
+    return {str(d.get("disk")): failed_paths(d)
             for d in entry_disks(entry)}
 
 
@@ -309,7 +338,7 @@ def _step1(sel: Selection, disks: list[DiskNow], kernel: dict[str, list[str]]) -
         details.extend(f"  later: {summarize(x)}" for x in sel.later)
         details.append("Messages hamon issued then:")
         for d in entry_disks(e):
-            for p in d.get("failed", []):
+            for p in failed_paths(d):
                 m = format_message("KAMN725", device=p.get("label") or p.get("path"),
                                    code=p.get("code"), alias=e.get("alias"),
                                    host=e.get("node"))
@@ -319,7 +348,7 @@ def _step1(sel: Selection, disks: list[DiskNow], kernel: dict[str, list[str]]) -
             if d.get("all_failed"):
                 m = format_message("KAMN726", device=d.get("disk"), alias=e.get("alias"),
                                    failed=",".join(str(p.get("path"))
-                                                   for p in d.get("failed", [])))
+                                                   for p in failed_paths(d)))
                 details.append(f"  {m}")
     else:
         details.append("No failure is recorded in the journal; look for KAMN725-W and "
@@ -556,8 +585,8 @@ def operands_of(entry: dict[str, Any], device: str | None = None) -> list[list[s
         name = str(d.get("disk"))
         ops = [name]
         if name.startswith("iscsi://"):
-            ops += [str(p.get("path")) for p in d.get("failed", [])
-                    if isinstance(p, dict) and str(p.get("path")).startswith("iscsi://")]
+            ops += [str(p.get("path")) for p in failed_paths(d)
+                    if str(p.get("path")).startswith("iscsi://")]
         out.append(list(dict.fromkeys(ops)))
     return out
 

@@ -486,6 +486,29 @@ def test_cancel_refused_for_a_foreign_key(san, capsys):
                      "--nodes-online", "node1")
     assert rc == 3
     assert "0x1234 (not a hamon-derived key): hamon cannot tell" in one_line(err)
+    assert "node_keys" in one_line(err)
+
+
+NODE_KEYS_CIB = ('<resources><primitive id="fence" class="stonith" type="fence_hamon_scsi">'
+                 '<instance_attributes id="i"><nvpair id="k" name="node_keys" '
+                 'value="node1=0x1001,node2=0x1002"/></instance_attributes></primitive>'
+                 '</resources>')
+
+
+@pytest.mark.parametrize("online,rc", [("node1", 0), ("node1,node2", 3)])
+def test_cancel_explicit_keys_named_by_node_keys(san, capsys, monkeypatch, emitted,
+                                                 online, rc):
+    monkeypatch.setattr(config, "run", lambda argv, t: (0, NODE_KEYS_CIB, ""))
+    hold(san, "node2", key=0x1002)
+    got, out, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online",
+                        online)
+    assert got == rc
+    if rc == 0:
+        assert "was held by 0x1002 (node2) WE-RO" in out
+        assert [m.fields["holder"] for m in emitted if m.id == "KAMN953"] == \
+            ["0x1002 (node2)"]
+    else:
+        assert "held by 0x1002 (node2), and node2 is a live cluster node" in one_line(err)
 
 
 def test_cancel_nothing_held(san, tmp_path, capsys, emitted):

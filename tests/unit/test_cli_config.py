@@ -153,3 +153,18 @@ def test_active_disk_resources():
     with pytest.raises(config.ClusterUnavailable, match="Connection refused"):
         config.active_disk_resources("node1", runner=fake({
             "crm_mon -1 --output-as=xml": (102, "", "crm_mon: Connection refused\n")}))
+
+
+def test_node_keys_name_explicit_keys():
+    cib = """<resources><primitive id="f" class="stonith" type="fence_hamon_scsi">
+      <instance_attributes id="a"><nvpair id="b" name="devices" value="/dev/sdb"/>
+      <nvpair id="c" name="node_keys" value="node1=0x1001, node2=1002,bad=0,worse"/>
+      </instance_attributes></primitive>
+      <primitive id="o" class="stonith" type="fence_scsi"><instance_attributes id="d">
+      <nvpair id="e" name="node_keys" value="node9=0x9"/></instance_attributes></primitive>
+    </resources>"""
+    assert config.parse_node_keys(cib) == {0x1001: "node1", 0x1002: "node2"}
+    assert config.parse_node_keys("<broken") == {}
+    assert config.configured_node_keys(runner=lambda a, t: (0, cib, "")) == {
+        0x1001: "node1", 0x1002: "node2"}
+    assert config.configured_node_keys(runner=lambda a, t: (102, "", "no")) == {}

@@ -93,6 +93,19 @@ def test_selects_newest_failure_for_the_device(tmp_path):
     assert sel_for(tmp_path / "c", ("failure", failure()), device="/dev/sdc").entry
 
 
+def test_selects_by_an_operand_list_when_nothing_answers(tmp_path):
+    """The agents take ``url-A,url-B`` (one LUN, two portals). With every path down the
+    LUN identity cannot be read, so the operand list as the administrator typed it must
+    still find the failure, and a list naming other disks must not."""
+    a, b = "iscsi://127.0.0.1:3260/iqn.t/1", "iscsi://127.0.0.2:3260/iqn.t/1"
+    entry = failure("normal", kind="iscsi", disk=a, paths=(a, b))
+    assert sel_for(tmp_path / "a", ("failure", entry), device=f"{a},{b}").entry
+    assert sel_for(tmp_path / "b", ("failure", entry), device=f"{b} {a}").entry
+    assert sel_for(tmp_path / "c", ("failure", entry), device=b).entry
+    assert sel_for(tmp_path / "d", ("failure", entry),
+                   device="iscsi://127.0.0.1:3260/iqn.t/2").entry is None
+
+
 def test_a_later_probe_does_not_hide_the_os_termination(tmp_path):
     """node1 was terminated (normal); back up, Pacemaker's probe (standby) and a monitor
     run by hand journal the paths that still fail. Step 4 still follows the termination."""
@@ -435,3 +448,22 @@ def test_kernel_messages_previous_boot_then_dmesg():
 def test_kernel_messages_tools_missing_is_empty():
     assert recovery.kernel_messages(["/dev/sdc"], None, runner=lambda a, t: (1, "")) == {}
     assert recovery.kernel_messages(["iscsi://x/y/1"], None) == {}
+
+
+def test_odd_entries_are_read_without_trusting_their_shape(tmp_path):
+    """An entry with the right checksum but an unexpected shape (an older or newer
+    writer) must give a plan, not an internal error."""
+    sel = sel_for(tmp_path, ("failure", {"phase": "terminating", "verdict": "terminate-os",
+                                         "termination": "normal", "node": "node1",
+                                         "disks": [{"disk": MPATH, "failed": None,
+                                                    "paths_total": "two"},
+                                                   "not a disk",
+                                                   {"disk": "/dev/sdq",
+                                                    "failed": ["x", {"path": "/dev/sdq"}]}]}),
+                  ("failure", {"disks": "nonsense"}))
+    assert sel.entry is not None and sel.line == 1
+    plan = recovery.build(sel, [scsi_now()])
+    assert "1/? path(s) failed" in plan.step(1).details[0]
+    assert recovery.operands_of(sel.entry) == [[MPATH], ["/dev/sdq"]]
+    assert recovery.summarize({"kind": "failure", "disks": 3}).endswith(
+        "0/? path(s) failed, verdict ?")
