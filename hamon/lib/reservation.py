@@ -28,7 +28,7 @@ from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType
-from hamon.lib.transport.base import PathError
+from hamon.lib.transport.base import PathError, Transport
 
 #: LUNs (by WWID, else operand) known to refuse PREEMPT AND ABORT.
 _NO_PREEMPT_ABORT: set[str] = set()
@@ -269,26 +269,38 @@ def preempt(disks: list[Disk], key: int, victim: int, rtype: ReservationType, *,
 
     def fn(d: Disk, p: Path) -> tuple[str, Any]:
         t = p.transport()
-        lun = _lun_key(d)
-        use_abort = abort and lun not in _NO_PREEMPT_ABORT
         keys = command.read_keys(t).keys
         if key not in keys:
             raise ReservationConflict(0x18, None, f"{d.name}: our key "
                                       f"{prm.format_key(key)} is not registered")
         if victim not in keys:
             return f"{prm.format_key(victim)} not registered", "absent"
-        if use_abort:
-            try:
-                command.pr_out(t, Out.PREEMPT_AND_ABORT, key, victim, rtype)
-                return "preempted and aborted", "preempt-and-abort"
-            except IllegalRequest:
-                with _NO_PREEMPT_ABORT_LOCK:
-                    _NO_PREEMPT_ABORT.add(lun)
-        command.pr_out(t, Out.PREEMPT, key, victim, rtype)
-        return "preempted (target lacks PREEMPT AND ABORT)" if abort else "preempted", \
-            "preempt"
+        return preempt_through(t, d, key, victim, rtype, abort=abort)
 
     return _single("preempt", disks, fn)
+
+
+def preempt_through(t: Transport, disk: Disk, key: int, victim: int,
+                    rtype: ReservationType, *, abort: bool = True) -> tuple[str, str]:
+    """One PREEMPT (AND ABORT) of ``victim`` through ``t``: (what happened, which).
+
+    PREEMPT AND ABORT when ``abort`` (the victim's queued writes die with it); where the
+    LUN answers ILLEGAL REQUEST (tgt does) PREEMPT instead, and the LUN is remembered for
+    the rest of the process so the refused command is not sent again. The one primitive
+    that both :func:`preempt` and the fence agent's guarded preempt stand on.
+    Errors other than ILLEGAL REQUEST (RESERVATION CONFLICT above all) propagate.
+    """
+    lun = _lun_key(disk)
+    if abort and lun not in _NO_PREEMPT_ABORT:
+        try:
+            command.pr_out(t, Out.PREEMPT_AND_ABORT, key, victim, rtype)
+            return "preempted and aborted", "preempt-and-abort"
+        except IllegalRequest:
+            with _NO_PREEMPT_ABORT_LOCK:
+                _NO_PREEMPT_ABORT.add(lun)
+    command.pr_out(t, Out.PREEMPT, key, victim, rtype)
+    return ("preempted (the target lacks PREEMPT AND ABORT)" if abort else "preempted",
+            "preempt")
 
 
 def clear(disks: list[Disk], key: int) -> Outcome:
