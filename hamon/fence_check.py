@@ -1,0 +1,142 @@
+"""fence_hamon_scsi_check: the watchdog test that reboots a node fenced off its disks.
+
+A node fenced by fence_hamon_scsi is not powered off: its writes get RESERVATION
+CONFLICT, but it keeps running, maybe holding stale state. Like fence_scsi_check, this
+script is run by the ``watchdog`` daemon (``test-binary`` or a script in
+``/etc/watchdog.d``, called with ``test``) and answers:
+
+* exit 0: this node's key is registered on at least one device that answers, or the
+  node was never unfenced (no state file: nothing to protect yet), or no device answers
+  at all (a storage outage is not a fence: the node cannot write anyway, and the verdict
+  comes once a device answers again);
+* exit 2: every device that answers has lost this node's key: the node has been fenced.
+  The watchdog daemon then reboots the node (its normal repair path). Installed or linked
+  under a name ending in ``_hardreboot`` the script reboots the node itself at once
+  (``reboot -f`` semantics through SysRq), because a clean shutdown may hang on I/O
+  to the disks it was fenced from.
+
+``repair CODE`` (the watchdog's repair call) returns CODE: nothing can repair a fence.
+
+It needs to know the devices, key and initiator without parameters, so ``on`` records
+them in a small state file (:data:`hamon.fence.STATE_FILE`); ``off`` never needs it.
+Optional settings in ``/etc/sysconfig/stonith`` as for fence_scsi_check: ``retry``,
+``retry-sleep`` (seconds) and ``verbose=yes``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+from hamon.fence_core import DEFAULT_SCSI_TIMEOUT
+from hamon.lib import reservation as rsv
+from hamon.lib.disk import DeviceError, Resolver, run_parallel
+from hamon.lib.keys import parse_key
+from hamon.lib.scsi.pr import format_key
+from hamon.lib.termination import OsAction, OsTerminator
+
+log = logging.getLogger("fence_hamon_scsi_check")
+
+SYSCONFIG = "/etc/sysconfig/stonith"
+#: Tests and demos: append the reboot request to this file instead of rebooting.
+DRY_RUN_ENV = "HAMON_CHECK_DRY_RUN"
+EXIT_OK, EXIT_FENCED = 0, 2
+#: Replaceable by tests (the in-memory target); None = the real transports.
+resolver_factory = None
+
+
+def read_sysconfig(path: str = SYSCONFIG) -> dict[str, str]:
+    """fence_scsi_check's ``/etc/sysconfig/stonith``: ``name=value`` lines."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return {}
+    return {m[1].lower(): m[2] for m in re.finditer(r"^\s*([\w-]+)\s*=\s*(\S*)", text,
+                                                    re.MULTILINE)}
+
+
+def check(state_file: str, *, retries: int = 0, retry_sleep: float = 1.0,
+          resolver_factory=None) -> int:  # type: ignore[no-untyped-def]
+    """0 = keep running, 2 = fenced (see module doc). Never raises."""
+    try:
+        with open(state_file) as f:
+            state = json.load(f)
+        devices = list(state["devices"])
+        key = parse_key(state["key"])
+        initiator = str(state["initiator"])
+        timeout = float(state.get("scsi_timeout", DEFAULT_SCSI_TIMEOUT))
+    except FileNotFoundError:
+        log.debug("%s: not unfenced yet, nothing to check", state_file)
+        return EXIT_OK
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        log.error("%s: unreadable (%s); run the on action (unfence) again to rewrite it",
+                  state_file, err)
+        return EXIT_OK
+    factory = resolver_factory or (lambda ini, t: Resolver(initiator=ini, timeout=t))
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(retry_sleep)
+        verdict = _once(factory(initiator, timeout), devices, key)
+        if verdict != EXIT_FENCED:
+            return verdict
+    return EXIT_FENCED
+
+
+def _once(resolver: Resolver, devices: list[str], key: int) -> int:
+    try:
+        disks = resolver.resolve(devices)
+    except DeviceError as err:
+        log.error("%s; no verdict", err)
+        return EXIT_OK
+    try:
+        out = rsv.read_status(disks)
+    finally:
+        run_parallel([p.close for d in disks for p in d.paths])
+    answered = [r for r in out.results if r.ok]
+    for r in out.failed():
+        log.warning("%s: no answer (%s)", r.disk.name, r.error or r.detail)
+    if not answered:
+        log.warning("no device answers; no verdict until one does")
+        return EXIT_OK
+    holding = [r.disk.name for r in answered if key in r.value.keys]
+    if holding:
+        log.debug("key %s registered on %s", format_key(key), ", ".join(holding))
+        return EXIT_OK
+    log.error("key %s of this node is gone from every device that answers (%s): this "
+              "node has been fenced", format_key(key), ", ".join(r.disk.name for r in answered))
+    return EXIT_FENCED
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    if len(argv) >= 3 and argv[1] == "repair":
+        try:
+            return int(argv[2])
+        except ValueError:
+            return EXIT_FENCED
+    from hamon.fence import state_path
+
+    conf = read_sysconfig(os.environ.get("HAMON_STONITH_SYSCONFIG", SYSCONFIG))
+    logging.basicConfig(level=logging.DEBUG if conf.get("verbose") == "yes"
+                        else logging.INFO, format="fence_hamon_scsi_check: %(message)s")
+    try:
+        retries = max(0, int(conf.get("retry", "0")))
+        retry_sleep = max(0.0, float(conf.get("retry-sleep", "1")))
+    except ValueError:
+        log.error("%s: retry and retry-sleep must be numbers; using 0 and 1", SYSCONFIG)
+        retries, retry_sleep = 0, 1.0
+    try:
+        verdict = check(state_path(), retries=retries, retry_sleep=retry_sleep,
+                        resolver_factory=resolver_factory)
+    except Exception as err:  # never a traceback, never a reboot because of a bug
+        log.error("check failed unexpectedly: %s: %s", type(err).__name__, err)
+        return EXIT_OK
+    if verdict == EXIT_FENCED and os.path.basename(argv[0]).endswith("_hardreboot"):
+        dry = os.environ.get(DRY_RUN_ENV)
+        OsTerminator(OsAction.REBOOT, dry_run_file=dry).terminate(
+            "fence_hamon_scsi_check: this node's key is gone from every device")
+    return verdict
