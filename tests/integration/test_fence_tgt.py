@@ -46,9 +46,12 @@ def devices(tgt: Tgt, luns: range | list[int]) -> str:
 class NodeIO:
     """A node's long-lived I/O sessions to every LUN (its 'kernel' paths)."""
 
-    def __init__(self, node: str, urls: str) -> None:
+    def __init__(self, node: str, urls: str, initiator: str | None = None) -> None:
+        """``initiator``: the I/O path's own initiator name (as a kernel initiator has
+        one beside the agent's); default the agent's, derived from the node name."""
         self.node = node
-        self.fencer = Fencer(Settings(devices=urls.split(","), local_node=node))
+        self.fencer = Fencer(Settings(devices=urls.split(","), local_node=node,
+                                      local_initiator=initiator))
         self.me = self.fencer.settings.node(node)
         self.disks = self.fencer.disks(self.me.initiator)
 
