@@ -125,3 +125,29 @@ def test_vpd80_and_standard_inquiry():
     assert (s.vendor, s.product, s.revision) == ("LIO-ORG", "FILEIO", "4.0")
     with pytest.raises(ValueError):
         inquiry.parse_unit_serial(bytes([0, 0x83, 0, 0]))
+
+
+def test_vpd83_identity_is_the_one_multipath_names_the_map_by():
+    """tgt lists a locally assigned NAA (3) before its NAA 6; scsi_id, hence the dm map's
+    WWID, takes the NAA 6 (seen in the VM tier: 360000000000000000e00000000010001). The
+    same LUN seen as a map on one node and as a plain sd on another must be one identity:
+    the fence agent orders devices by it."""
+    def desig(dtype: int, value: bytes, code_set: int = 1) -> bytes:
+        return bytes([code_set, dtype, 0, len(value)]) + value
+
+    body = (desig(1, b"IET     00010001", 2) + desig(3, bytes.fromhex("3000000100000001"))
+            + desig(3, bytes.fromhex("60000000000000000e00000000010001")))
+    page = bytes([0, 0x83, 0, len(body)]) + body
+    assert inquiry.lun_identity(inquiry.parse_device_identification(page)) == \
+        "360000000000000000e00000000010001"
+    # NAA 5 beats a locally assigned NAA; among equals the first in page order wins
+    body = (desig(3, bytes.fromhex("3000000100000002")) + desig(3, bytes.fromhex(
+        "5000000000000001")) + desig(3, bytes.fromhex("5000000000000002")))
+    page = bytes([0, 0x83, 0, len(body)]) + body
+    assert inquiry.lun_identity(inquiry.parse_device_identification(page)) == \
+        "35000000000000001"
+    # EUI-64 only when there is no NAA at all
+    body = desig(2, bytes.fromhex("0011223344556677")) + desig(1, b"VEND    X", 2)
+    page = bytes([0, 0x83, 0, len(body)]) + body
+    assert inquiry.lun_identity(inquiry.parse_device_identification(page)) == \
+        "20011223344556677"

@@ -73,14 +73,25 @@ def parse_device_identification(data: bytes) -> list[Designator]:
     return out
 
 
+def _rank(d: Designator) -> int:
+    """scsi_id's order (systemd's scsi_serial.c, ``id_search_list``): among NAA
+    designators IEEE Registered Extended (NAA 6) first, then IEEE Registered (5), then
+    any other NAA; then EUI-64, SCSI name string, T10 vendor id. This is what names the
+    multipath map (ID_SERIAL -> WWID), so a LUN seen as a dm map on one node and as a
+    plain sd on another gets one identity. Targets list several NAAs (tgt: a locally
+    assigned NAA 3 before its NAA 6), so the first NAA in page order is not enough."""
+    if d.type == DESIG_NAA:
+        naa = d.value[0] >> 4 if d.value else 0
+        return {6: 0, 5: 1}.get(naa, 2)
+    return 3 + _PREFERENCE.index(d.type) if d.type in _PREFERENCE else 99
+
+
 def lun_identity(designators: list[Designator]) -> str | None:
-    """The best logical-unit designator as a multipath-style WWID, or None."""
-    lu = [d for d in designators if d.association == 0]
-    for dtype in _PREFERENCE:
-        for d in lu:
-            if d.type == dtype and d.value.strip(b"\0 "):
-                return d.identity()
-    return None
+    """The best logical-unit designator as a multipath-style WWID, or None (the first of
+    the best rank, in page order, as scsi_id takes it)."""
+    lu = [d for d in designators
+          if d.association == 0 and d.type in _PREFERENCE and d.value.strip(b"\0 ")]
+    return min(lu, key=_rank).identity() if lu else None
 
 
 def build_device_identification(naa: bytes, t10: str) -> bytes:
