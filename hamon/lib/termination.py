@@ -131,6 +131,7 @@ class OsAction(StrEnum):
     NONE = "none"
 
 
+KMSG = "/dev/kmsg"
 _SYSRQ = {OsAction.REBOOT: "b", OsAction.POWEROFF: "o", OsAction.CRASH: "c"}
 _FALLBACK = {OsAction.REBOOT: ["reboot", "-f"], OsAction.POWEROFF: ["poweroff", "-f"]}
 
@@ -161,6 +162,7 @@ class OsTerminator:
                 f.flush()
                 os.fsync(f.fileno())
             return True
+        _to_kernel_log(f"hamon: terminating the OS ({self.action}): {reason}")
         try:
             with open("/proc/sysrq-trigger", "w") as f:
                 f.write(_SYSRQ[self.action])
@@ -169,6 +171,17 @@ class OsTerminator:
             if cmd:
                 subprocess.run(cmd, check=False, timeout=30)
         return True
+
+
+def _to_kernel_log(text: str) -> None:
+    """The last word before a reset goes to the kernel log as well: syslog may not get to
+    disk in time, while the kernel log reaches the serial console, netconsole and pstore,
+    which is where an administrator looks after the node rebooted. Best effort."""
+    try:
+        with open(KMSG, "w") as f:
+            f.write("<2>" + text.replace("\n", " ")[:900] + "\n")
+    except OSError:
+        pass
 
 
 def act(

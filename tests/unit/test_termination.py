@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from hamon.lib import messages
+from hamon.lib import messages, termination
 from hamon.lib.disk import Disk, DiskKind, Path, PathState
 from hamon.lib.journal import Journal
 from hamon.lib.termination import (
@@ -113,3 +113,14 @@ def test_terminator_dry_run_writes_durably(tmp_path):
     t = OsTerminator(OsAction.POWEROFF, dry_run_file=str(f))
     assert t.terminate("why")
     assert f.read_text() == "poweroff why\n"
+
+
+def test_the_last_word_before_a_reset_goes_to_the_kernel_log(tmp_path, monkeypatch):
+    """What reaches the serial console / pstore when syslog has no time to write: one
+    line at KERN_CRIT, on one line whatever the reason holds; never an exception."""
+    kmsg = tmp_path / "kmsg"
+    monkeypatch.setattr(termination, "KMSG", str(kmsg))
+    termination._to_kernel_log("hamon: terminating the OS (reboot): all paths\nfailed")
+    assert kmsg.read_text() == "<2>hamon: terminating the OS (reboot): all paths failed\n"
+    monkeypatch.setattr(termination, "KMSG", str(tmp_path / "no" / "such"))
+    termination._to_kernel_log("ignored")  # best effort: no kernel log, no error
