@@ -88,6 +88,10 @@ class Path:
             self.mark(PathState.UP, "")
         if self.state is PathState.UP and self.os_failed:
             self.reason = f"answers, but {self.os_state}"
+        elif self.state is PathState.FAILED and self.os_state and self.os_failed:
+            # The transport's errno alone (ENXIO on open) does not say what the OS knows:
+            # "offline" or "dm failed" points the administrator at the fix.
+            self.reason = f"{self.reason} (OS: {self.os_state})"
         return self.state
 
     def as_dict(self) -> dict[str, object]:

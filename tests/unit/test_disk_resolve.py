@@ -112,3 +112,21 @@ def test_hdlm_without_dlnkmgr_says_so(monkeypatch):
     monkeypatch.setattr(hdlm, "dlnkmgr", lambda: None)
     with pytest.raises(DeviceError, match="dlnkmgr is not installed"):
         Resolver().resolve(["/dev/sddlmaa"])
+
+
+def test_a_failed_path_says_what_the_os_knows_too():
+    """Seen in the VM tier: an offline sd path fails to open with ENXIO, which alone does
+    not tell the administrator that the device is offline."""
+    from hamon.lib.disk import Path
+    from hamon.lib.transport.base import PathError
+
+    def gone():
+        raise PathError("/dev/sdb", "cannot open: No such device or address (ENXIO)")
+
+    p = Path("/dev/sdb", gone, os_state="offline, dm failed", os_failed=True)
+    assert p.check() is PathState.FAILED
+    assert p.reason == "cannot open: No such device or address (ENXIO) (OS: offline, dm failed)"
+    lun = SimLun()
+    ok = Path("/dev/sdc", lambda: SimTransport(path="/dev/sdc", lun=lun, initiator="i", port=1),
+              os_state="running, dm failed", os_failed=True)
+    assert ok.check() is PathState.UP and ok.reason == "answers, but running, dm failed"
