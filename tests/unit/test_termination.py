@@ -124,3 +124,46 @@ def test_the_last_word_before_a_reset_goes_to_the_kernel_log(tmp_path, monkeypat
     assert kmsg.read_text() == "<2>hamon: terminating the OS (reboot): all paths failed\n"
     monkeypatch.setattr(termination, "KMSG", str(tmp_path / "no" / "such"))
     termination._to_kernel_log("ignored")  # best effort: no kernel log, no error
+
+
+def test_real_termination_logs_to_the_kernel_first_then_sysrq(monkeypatch):
+    """Without dry run: one line to /dev/kmsg (serial console, pstore: what an admin
+    reads after the reset), then the SysRq key; observed through a fake open()."""
+    import io
+
+    written: list[tuple[str, str]] = []
+
+    class Sink(io.StringIO):
+        def __init__(self, path):
+            super().__init__()
+            self.path = path
+
+        def close(self):
+            written.append((self.path, self.getvalue()))
+            super().close()
+
+    monkeypatch.setattr(termination, "open", lambda path, mode="r": Sink(path),
+                        raising=False)
+    assert OsTerminator(OsAction.POWEROFF).terminate("all paths failed: /dev/sdb\nx")
+    assert written == [("/dev/kmsg", "<2>hamon: terminating the OS (poweroff): all paths "
+                                     "failed: /dev/sdb x\n"),
+                       ("/proc/sysrq-trigger", "o")]
+
+
+def test_kernel_log_unwritable_does_not_stop_the_termination(monkeypatch):
+    keys = []
+
+    def fake_open(path, mode="r"):
+        if path == "/dev/kmsg":
+            raise PermissionError(path)
+        import io
+
+        class Key(io.StringIO):
+            def close(self):
+                keys.append(self.getvalue())
+                super().close()
+        return Key()
+
+    monkeypatch.setattr(termination, "open", fake_open, raising=False)
+    assert OsTerminator(OsAction.CRASH).terminate("x")
+    assert keys == ["c"]
