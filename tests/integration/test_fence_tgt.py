@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 AGENT = REPO / "agents" / "fence_hamon_scsi"
 CHECK = REPO / "agents" / "fence_hamon_scsi_check"
 K1, K2 = key_for_node("node1"), key_for_node("node2")
+K = {"node1": K1, "node2": K2}
 
 
 def agent(node: str, *args: str, timeout: float = 60,
@@ -254,33 +255,47 @@ def test_mutual_fencing_race_200_rounds_never_two_survivors(tgt_factory):
     assert wins["node1"] and wins["node2"], wins  # the race really went both ways
 
 
-def test_mutual_fencing_race_with_agent_processes(tgt_factory):
-    """The same race between two real agent processes started together (as two
-    pacemaker-fenced would), 30 rounds: never two successes, never two survivors."""
-    tgt = tgt_factory(luns=3)
-    luns = [1, 2, 3]
-    devs = devices(tgt, luns)
+def test_mutual_fencing_race_200_rounds_with_agent_processes(tgt_factory):
+    """The race as Pacemaker runs it: two real agent processes (as two pacemaker-fenced
+    would start them) run ``off`` against each other at the same moment, 200 rounds, on
+    4 LUNs x 2 paths, node2 listing the devices in the reverse order. Never two
+    successes; the winner's key alone is left, the same on every LUN (never node1 on one
+    LUN and node2 on another); the loser exits 1 saying it was fenced itself.
+
+    This is the issue's 200-round race at the integration tier on purpose: through the
+    cluster tier (a split per round, Pacemaker's own timeouts) 200 rounds would take
+    hours; the cluster tier runs the race once, through real Pacemaker
+    (tests/cluster/test_fence_agent.py, the split cluster)."""
+    tgt = tgt_factory(luns=4)
+    luns = [1, 2, 3, 4]
+    devs = {"node1": devices(tgt, luns), "node2": devices(tgt, list(reversed(luns)))}
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     outcomes = {"node1": 0, "node2": 0, "none": 0}
-    for rnd in range(30):
-        _reset(devs.split(","))
+    t0 = time.monotonic()
+    for rnd in range(200):
+        _reset(devs["node1"].split(","))
         procs = {
             me: subprocess.Popen([str(AGENT), "--local-node", me, "-o", "off", "-n", victim,
-                                  "-d", devs], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=env)
+                                  "-d", devs[me]], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
             for me, victim in (("node1", "node2"), ("node2", "node1"))}
-        rcs = {me: p.wait(60) for me, p in procs.items()}
-        for p in procs.values():
-            p.communicate()
+        out = {me: (p.wait(60), *p.communicate()) for me, p in procs.items()}
+        rcs = {me: o[0] for me, o in out.items()}
         winners = [n for n, rc in rcs.items() if rc == 0]
-        assert len(winners) <= 1, (rnd, rcs)
+        assert len(winners) <= 1, (rnd, out)
+        assert all(rc in (0, 1) for rc in rcs.values()), (rnd, out)
         surv = _survivors(tgt, luns)
         if winners:
-            w = K1 if winners[0] == "node1" else K2
-            assert surv == [{w}] * 3, (rnd, rcs, surv)
-            outcomes[winners[0]] += 1
+            w = winners[0]
+            loser = "node2" if w == "node1" else "node1"
+            assert out[w][1] == "Success: Powered OFF\n", (rnd, out)
+            assert rcs[loser] == 1 and "fenced itself" in out[loser][2], (rnd, out)
+            assert surv == [{K[w]}] * 4, (rnd, out, surv)
+            outcomes[w] += 1
         else:  # both failed: nothing may have been half done
-            assert len({frozenset(s) for s in surv}) == 1, (rnd, surv)
+            assert len({frozenset(s) for s in surv}) == 1, (rnd, out, surv)
             outcomes["none"] += 1
-    print(f"agent-process race outcomes: {outcomes}")
-    assert outcomes["node1"] + outcomes["node2"] >= 25, outcomes
+    took = time.monotonic() - t0
+    print(f"agent-process race over 200 rounds in {took:.0f} s: {outcomes}")
+    assert outcomes["node1"] + outcomes["node2"] >= 190, outcomes
+    assert outcomes["node1"] and outcomes["node2"], outcomes  # it went both ways
