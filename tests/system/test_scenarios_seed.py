@@ -1,0 +1,114 @@
+"""The seed in a real kernel: hamon_disk's stop meets failed paths (scenarios 2, 3 and 4).
+
+HA Monitor's rule (manual §7.5.8): an I/O error on the shared disk while the active
+server terminates is KAMN725-W; if every path of that disk failed, or it has one path,
+KAMN726-E and the OS is terminated; if only some paths failed, the termination finishes
+normally. Here the agent runs in the guest as pacemaker-execd runs it, over SG_IO on the
+kernel's sd paths under dm-multipath, with the *real* OS termination (no dry run): the
+host sees the VM end by itself, and reads the journal from the guest's disk image after
+the VM is gone (debugfs, e2fsprogs), so "durable" is checked, not assumed.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from vm import SCENARIOS
+
+from hamon.lib.journal import Journal
+
+pytestmark = pytest.mark.system
+
+SEED = SCENARIOS / "seed_stop.sh"
+
+
+def journal_from_image(image: Path, tmp_path: Path) -> list[dict]:
+    """The hamon journal on the guest's ext4 disk image, read on the host after the VM
+    ended, through hamon's own reader (checksums: a torn entry is not trusted).
+
+    The OS was reset without a sync or an unmount, so the file system must say so
+    (``needs_recovery``), and the entry fsync-ed just before the reset is in ext4's own
+    journal (jbd2) only: e2fsck replays it on a copy of the image, as the next boot's
+    mount would, and only then is the file read (debugfs). Reading the image without the
+    replay shows the file as it was before that fsync."""
+    copy = tmp_path / "journal-disk.img"
+    shutil.copyfile(image, copy)
+    head = subprocess.run(["dumpe2fs", "-h", str(copy)], capture_output=True, text=True,
+                          check=False, timeout=60)
+    features = next((ln for ln in head.stdout.splitlines()
+                     if ln.startswith("Filesystem features:")), "")
+    assert "needs_recovery" in features, head.stdout + head.stderr
+    fsck = subprocess.run(["e2fsck", "-fy", str(copy)], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr   # 1: fixed (replayed)
+    out = tmp_path / "journal"
+    p = subprocess.run(["debugfs", "-R", f"dump /journal {out}", str(copy)],
+                       capture_output=True, text=True, check=False, timeout=60)
+    assert out.exists(), p.stderr
+    records = Journal(str(out)).records()
+    assert records and all(r.valid for r in records), [(r.line, r.problem)
+                                                       for r in records if not r.valid]
+    return [r.entry for r in records if r.entry]
+
+
+def checks(r) -> set[str]:
+    return {line[3:] for line in r.stdout.splitlines() if line.startswith("OK ")}
+
+
+def test_partial_path_failure_during_stop_completes_the_termination(vm):
+    """Scenario 2: one of mpatha's two paths goes offline, then hamon_disk stop runs:
+    KAMN725-W for that path, the stop succeeds (exit 0), and the OS keeps running."""
+    r = vm(SEED, "partial", timeout=300)
+    r.check()                                  # scenario exit 0 + the harness's poweroff
+    assert {"start acquires the disk", "monitor: running", "KAMN725-W logged",
+            "stop succeeded", "no KAMN726-E", "the OS keeps running"} <= checks(r)
+    err = r.file("stop.err")
+    (failed,) = r.file("failed").split()
+    kamn725 = [ln for ln in err.splitlines() if ln.startswith("KAMN725-W")]
+    assert len(kamn725) == 1 and f"mpatha({failed})" in kamn725[0], err
+    assert "KAMN726-E" not in err
+
+
+@pytest.mark.parametrize("mode,action,how,reason", [
+    ("total", "reboot", "reboot", "guest-reset"),        # scenario 3: mpatha, 2 paths
+    ("single", "poweroff", "poweroff", "guest-shutdown"),  # scenario 4: scsi_device
+])
+def test_every_path_failed_during_stop_terminates_the_os(vm, tmp_path, mode, action, how,
+                                                          reason):
+    """Scenario 3 (both paths of mpatha) and 4 (scsi_device=/dev/sdX, a single path):
+    KAMN725-W per failed path, KAMN726-E, the journal entry durable on the disk, and hamon
+    itself terminates the OS with the configured action (no dry run): the VM ends without
+    reaching the harness's own poweroff, and the scenario never ends."""
+    r = vm(SEED, mode, env={"OS_TERMINATION": action}, timeout=300)
+    assert r.exited_by_itself, r.summary()
+    assert r.how == how and r.shutdown_reason == reason, r.summary()
+    assert not r.harness_poweroff and r.status is None, r.summary()
+    assert r.event("stop") and not r.event("scenario-end"), r.events
+    assert {"start acquires the disk", "monitor: running"} <= checks(r)
+    # hamon's own last word before the reset, in the kernel log on the serial console
+    assert f"hamon: terminating the OS ({action})" in r.console, r.summary()
+    # The agent's stderr (on the 9p share, written line by line before the termination)
+    err = r.file("stop.err")
+    failed = r.file("failed").split()
+    assert len(failed) == (2 if mode == "total" else 1), failed
+    kamn725 = [ln for ln in err.splitlines() if ln.startswith("KAMN725-W")]
+    assert len(kamn725) == len(failed), err
+    for dev in failed:
+        assert any(dev in ln for ln in kamn725), (dev, err)
+    kamn726 = [ln for ln in err.splitlines() if ln.startswith("KAMN726-E")]
+    assert len(kamn726) == 1 and all(dev in kamn726[0] for dev in failed), err
+    assert "KAMN954-E" in err and f"action = {action}" in err, err
+    # The journal, read on the host from the disk image after the VM is gone
+    entries = journal_from_image(r.workdir / "disk.img", tmp_path)
+    assert [e["kind"] for e in entries] == ["start", "failure"], entries
+    last = entries[-1]
+    assert last["action"] == "stop" and last["phase"] == "terminating", last
+    assert last["verdict"] == "terminate-os" and last["os_action"] == action, last
+    assert last["termination"] == "normal", last     # by hand: no Pacemaker in the guest
+    (disk,) = last["disks"]
+    device = r.file("device").strip()
+    assert disk["disk"] == device and disk["all_failed"] is True, disk
+    assert sorted(f["path"] for f in disk["failed"]) == sorted(failed), disk
+    assert disk["paths_total"] == len(failed), disk
