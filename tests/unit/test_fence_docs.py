@@ -89,3 +89,29 @@ def test_every_parameter_is_documented_for_administrators():
     names = {p.get("name") for p in etree.parse(str(METADATA)).iter("parameter")}
     missing = [n for n in sorted(names - hidden) if not re.search(rf"`{n}`", doc)]
     assert not missing, f"docs/fence_hamon_scsi.md does not explain {missing}"
+
+
+def test_make_install_puts_the_agent_check_and_man_page_where_administrators_look(tmp_path):
+    """``make install`` (relocated into tmp_path): the agent in SBINDIR, where
+    pacemaker-fenced and pcs find fence agents, runs from the installed package and prints
+    the checked-in metadata; the watchdog hook in SHAREDIR (the path the docs link into
+    /etc/watchdog.d) runs from the installed package too; the man page in man8."""
+    t = tmp_path / "root"
+    subprocess.run(["make", "-s", "-C", str(REPO), "install", "DESTDIR=", f"PREFIX={t}/usr",
+                    f"LIBDIR={t}/lib/hamon", f"OCFDIR={t}/ocf/hamon",
+                    f"SHAREDIR={t}/share/hamon", f"PTHDIR={t}/pth"],
+                   check=True, capture_output=True, timeout=60)
+    agent, check = t / "usr/sbin/fence_hamon_scsi", t / "share/hamon/fence_hamon_scsi_check"
+    assert (t / "usr/share/man/man8/fence_hamon_scsi.8").read_bytes() == MAN.read_bytes()
+    for exe in (agent, check):
+        text = exe.read_text()
+        assert f'_LIB = "{t}/lib/hamon"' in text and "@HAMON_PYTHONPATH@" not in text
+        assert exe.stat().st_mode & 0o111 == 0o111
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    meta = subprocess.run(["/usr/bin/python3", str(agent), "-o", "metadata"], cwd="/",
+                          capture_output=True, check=True, timeout=30, env=env).stdout
+    assert meta == METADATA.read_bytes()
+    # the watchdog's repair call hands the test's code back: 2 = stay fenced
+    rc = subprocess.run(["/usr/bin/python3", str(check), "repair", "2"], cwd="/",
+                        capture_output=True, timeout=30, env=env).returncode
+    assert rc == 2
