@@ -218,9 +218,12 @@ node_login() {
         done
     done < "$HAMON_RUN/targets"
     _want=$(_expected_disks)
+    # Bounds grow with the disk count (udev runs several programs per sd device, each a
+    # fork costing tens of ms under TCG): 60 s for a few disks, ~5 min for 64.
+    _bound=$((60 + _want * 4))
     _has_disks() { [ "$(_disks_of_iface "$_iface")" -ge "$_want" ]; }
-    wait_for 60 _has_disks || die "$_iface: $(_disks_of_iface "$_iface") of $_want disks"
-    udevadm settle --timeout=60
+    wait_for "$_bound" _has_disks || die "$_iface: $(_disks_of_iface "$_iface") of $_want disks"
+    udevadm settle --timeout="$_bound"
     paths_refresh
     log "$_iface: $_want disk(s)"
 }
@@ -254,14 +257,18 @@ blacklist {
 EOF
     : > /etc/multipath/bindings
     : > /etc/multipath/wwids
+    # mpatha..mpathz, then mpathaa, mpathab... (multipath's own scheme), for > 26 LUNs.
     _letters="a b c d e f g h i j k l m n o p q r s t u v w x y z"
     set -- $_letters
+    _ix=0
     while read -r _node _k _lun _portal _dev _mp; do
         [ "$_node" = 1 ] && [ "$_portal" = 0 ] || continue
         _w=$(_wwid "$_dev"); [ -n "$_w" ] || die "no WWID (udev ID_SERIAL) for $_dev"
         grep -q " $_w\$" /etc/multipath/bindings && continue
-        echo "mpath$1 $_w" >> /etc/multipath/bindings
-        shift
+        if [ "$_ix" -lt 26 ]; then eval "_nm=\${$((_ix + 1))}"
+        else eval "_nm=\${$((_ix / 26))}\${$((_ix % 26 + 1))}"; fi
+        echo "mpath$_nm $_w" >> /etc/multipath/bindings
+        _ix=$((_ix + 1))
     done < "$HAMON_RUN/paths.tsv"
     multipathd -d -s ${HAMON_MULTIPATHD_ARGS:-} > /hamon/multipathd.log 2>&1 &
     echo $! > "$HAMON_RUN/multipathd.pid"
@@ -273,8 +280,9 @@ EOF
         done < "$HAMON_RUN/paths.tsv"
         return $_ok
     }
-    wait_for 90 _all_mapped || { multipath -ll >&2; die "multipath maps incomplete"; }
-    udevadm settle --timeout=60
+    _bound=$((90 + _ix * 6))
+    wait_for "$_bound" _all_mapped || { multipath -ll >&2; die "multipath maps incomplete"; }
+    udevadm settle --timeout="$_bound"
     paths_refresh
     log "multipath: $(multipathd show maps raw format '%n' | tr '\n' ' ')"
 }
