@@ -37,6 +37,7 @@ from hamon.lib.disk import DeviceError, Resolver, run_parallel
 from hamon.lib.keys import parse_key
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.termination import OsAction, OsTerminator
+from hamon.lib.transport.base import Transport
 
 log = logging.getLogger("fence_hamon_scsi_check")
 
@@ -59,6 +60,29 @@ def read_sysconfig(path: str = SYSCONFIG) -> dict[str, str]:
                                                     re.MULTILINE)}
 
 
+#: The I_T nexus role of the check's iSCSI sessions (see :func:`default_resolver`).
+ISID_ROLE = "watchdog"
+
+
+def default_resolver(initiator: str, timeout: float) -> Resolver:
+    """Devices as the agent resolves them, but ``iscsi://`` paths through a nexus of
+    their own: the watchdog runs this check every few seconds while the agent may be
+    fencing or monitoring through the node's own sessions, and a login with the same
+    ISID would reinstate (close) those on targets that implement reinstatement (LIO).
+    Reading keys needs no registration, so the check's nexus never registers; the
+    initiator name stays the node's, which the array's access lists know."""
+
+    def open_iscsi(url: str, ini: str, t: float) -> Transport:
+        from hamon.lib.transport.iscsi import IscsiTransport
+
+        if not ini:
+            raise DeviceError(f"{url}: no iSCSI initiator name recorded; run the on "
+                              "action (unfence) again")
+        return IscsiTransport(path=url, initiator=ini, timeout=t, role=ISID_ROLE)
+
+    return Resolver(initiator=initiator, timeout=timeout, iscsi_opener=open_iscsi)
+
+
 def check(state_file: str, *, retries: int = 0, retry_sleep: float = 1.0,
           resolver_factory=None) -> int:  # type: ignore[no-untyped-def]
     """0 = keep running, 2 = fenced (see module doc). Never raises."""
@@ -76,7 +100,7 @@ def check(state_file: str, *, retries: int = 0, retry_sleep: float = 1.0,
         log.error("%s: unreadable (%s); run the on action (unfence) again to rewrite it",
                   state_file, err)
         return EXIT_OK
-    factory = resolver_factory or (lambda ini, t: Resolver(initiator=ini, timeout=t))
+    factory = resolver_factory or default_resolver
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(retry_sleep)

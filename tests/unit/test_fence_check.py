@@ -97,3 +97,21 @@ def test_script_runs_without_state(tmp_path):
     p = subprocess.run([str(CHECK), "test"], capture_output=True, text=True, timeout=30,
                        env={"PATH": "/usr/bin:/bin", STATE_ENV: str(tmp_path / "none")})
     assert p.returncode == 0 and "Traceback" not in p.stderr
+
+
+def test_the_check_reads_through_its_own_nexus_not_the_agents():
+    """The watchdog runs the check every few seconds, also while the agent fences or
+    monitors through the node's own iSCSI sessions: the check's sessions must have
+    another ISID (a login with the agent's ISID would close the agent's session on a
+    target that reinstates), with the same initiator name (the array's ACLs know it)."""
+    from hamon.lib.disk import Resolver
+    from hamon.lib.transport.iscsi import derive_isid, parse_iscsi_url
+
+    url = "iscsi://127.0.0.1/iqn.2026-11.org.hamon:t/1"
+    mine = fence_check.default_resolver(N1.initiator, 2).open_iscsi(url)
+    agents = Resolver(initiator=N1.initiator, timeout=2).open_iscsi(url)
+    assert mine.initiator == agents.initiator == N1.initiator
+    assert agents.isid == derive_isid(N1.initiator, parse_iscsi_url(url))  # unchanged
+    assert mine.isid != agents.isid
+    assert mine.isid == fence_check.default_resolver(N1.initiator, 2).open_iscsi(url).isid
+    assert mine.isid[0] & 0xC0 == 0x80  # still a "random" format ISID (RFC 7143)

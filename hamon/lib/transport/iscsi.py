@@ -179,8 +179,13 @@ def _split_authority(authority: str, bad: Callable[[str], ValueError]) -> tuple[
     return host, port
 
 
-def derive_isid(initiator: str, url: IscsiUrl) -> bytes:
+def derive_isid(initiator: str, url: IscsiUrl, role: str = "") -> bytes:
     """The 6-byte ISID this initiator uses on this path, the same in every process.
+
+    ``role`` names a second, independent I_T nexus of the same initiator on the same path
+    (e.g. a watchdog that only reads keys while the agent may be running): a login with
+    the agent's ISID would reinstate, i.e. close, the agent's live session on targets
+    that implement reinstatement. The empty role is the node's own nexus, unchanged.
 
     Format "random" (RFC 7143 11.12.5: T=10b in the top bits of byte 0, then 24 bits,
     then a 16-bit qualifier); all 40 bits come from SHA-256 over the lower-cased initiator
@@ -188,8 +193,11 @@ def derive_isid(initiator: str, url: IscsiUrl) -> bytes:
     a collision between two paths of one node to one target negligible, and a collision
     would only cost a session reinstatement, never a wrong registration.
     """
-    text = "\0".join(("hamon-isid-v1", initiator.lower(), url.host.lower(), str(url.port),
-                      url.target.lower(), str(url.lun)))
+    parts = ["hamon-isid-v1", initiator.lower(), url.host.lower(), str(url.port),
+             url.target.lower(), str(url.lun)]
+    if role:
+        parts.append(role)
+    text = "\0".join(parts)
     digest = hashlib.sha256(text.encode()).digest()
     return bytes([0x80]) + digest[:5]
 
@@ -348,6 +356,9 @@ class IscsiTransport(Transport):
     """
 
     initiator: str = ""
+    #: A second nexus of this initiator on this path (see :func:`derive_isid`); "" = the
+    #: node's own, registered one.
+    role: str = ""
     url: IscsiUrl = field(init=False)
     isid: bytes = field(init=False)
     _ctx: int | None = field(default=None, init=False, repr=False)
@@ -359,7 +370,7 @@ class IscsiTransport(Transport):
         if not self.initiator or any(c.isspace() for c in self.initiator):
             raise ValueError(f"{self.path}: an iSCSI initiator name without spaces is "
                              f"required, got {self.initiator!r}")
-        self.isid = derive_isid(self.initiator, self.url)
+        self.isid = derive_isid(self.initiator, self.url, self.role)
 
     # -- public ------------------------------------------------------------------
 
