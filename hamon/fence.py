@@ -333,6 +333,8 @@ class Agent:
         if options["--action"] == "on":
             report = self.fencer.unfence(self._acting(target))
             self._warn(report.warnings)
+            for note in report.notes:
+                log.info("%s", note)
             log.info("%s", report.summary)
             if target.name == self.settings.local_node:
                 write_state(self.settings, target)

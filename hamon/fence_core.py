@@ -223,7 +223,8 @@ class Fencer:
         entry per registered nexus, so more entries with our key than paths we registered
         means a stale one. PREEMPT with our own key as the victim removes every other
         nexus holding it (and moves a reservation it held to us); the live paths are then
-        registered again.
+        registered again. Only where every path answered: a path that is down may hold
+        one of those entries legitimately.
         """
         s = self.settings
         disks = self.disks(node.initiator)
@@ -236,10 +237,22 @@ class Fencer:
                                    f"{format_key(node.key)} on any path ({_why(r)})"
                                    for r in bad))
         registered = {r.disk.name: sum(p.ok for p in r.paths) for r in reg.results}
+        every_path = {r.disk.name for r in reg.results if all(p.ok for p in r.paths)}
         states = self.states(disks)
         _raise_unreadable(states, "after registering")
-        stale = [st.disk for st in states
+        extra = [st.disk for st in states
                  if st.keys.count(node.key) > registered[st.disk.name]]
+        # Where a path did not answer, an extra entry may be that path's own, still valid
+        # registration (it returns as the same I_T nexus): removing it would make writes
+        # through it conflict after a failover. Replace stale ones only where every path
+        # registered again.
+        stale = [d for d in extra if d.name in every_path]
+        for d in extra:
+            if d.name not in every_path:
+                report.notes.append(f"{d.name}: key {format_key(node.key)} has more "
+                                    "registrations than paths that answered; kept, as one "
+                                    "may be the failed path's own (run on again once it "
+                                    "is back to replace stale ones)")
         if stale:
             for d in stale:
                 report.notes.append(f"{d.name}: key {format_key(node.key)} was also "

@@ -90,6 +90,15 @@ def test_on_registers_and_records_state_for_the_watchdog(run, arr, tmp_path):
     assert state["devices"] == arr.urls()
 
 
+def test_on_with_verbose_says_what_it_did_about_old_registrations(run):
+    """On tgt every run is a new nexus, so each 'on' finds the previous run's entry and
+    replaces it; an administrator sees that with -v (and no warning without it)."""
+    assert run.cli("on", node="node1")[0] == 0
+    rc, _, err = run.cli("on", "-v", node="node1")
+    assert rc == 0 and "old I_T nexus" in err and "registered node1" in err, err
+    assert run.cli("on", node="node1")[2] == ""
+
+
 def test_status_exit_codes_are_0_on_2_off(run):
     run.cli("on", node="node1")
     assert run.cli("status", node="node1")[:2] == (0, "Status: ON\n")

@@ -188,6 +188,24 @@ def test_unfence_with_a_dead_path_warns_and_names_it():
     assert "register again" in report.warnings[0]
 
 
+def test_unfence_with_a_path_down_keeps_that_paths_registration():
+    """A path that is down while the node is unfenced again (a rejoin) keeps the
+    registration it had: on an SPC-4 target it comes back as the same I_T nexus, and
+    removing its key as 'stale' would make the node's writes through it conflict once
+    multipath fails over to it. The stale-nexus cleanup waits for a run where every
+    path answers."""
+    arr = SimArray()
+    unfence(arr, "node1")
+    arr.luns[2].fail_port(2)
+    report = arr.fencer("node1").unfence(N1)
+    assert list(arr.luns[2].registrations.values()).count(N1.key) == 2
+    assert any("/2" in n and "kept" in n for n in report.notes), report.notes
+    arr.luns[2].restore_port(2)
+    t = arr.opener(arr.urls([2])[1], N1.initiator, 5.0)  # the recovered path
+    _until_good(t)
+    assert write(t)
+
+
 def test_unfence_fails_when_a_disk_takes_the_key_on_no_path():
     arr = SimArray()
     arr.luns[3].fail_port(1)
