@@ -235,6 +235,29 @@ def test_fence_removes_the_victim_everywhere_and_its_writes_conflict(profile):
     assert write(arr.writer("node2"))
 
 
+def test_fence_and_engine_preempt_share_one_fallback_memory():
+    """One primitive (reservation.preempt_through) for the agent and the engine: a LUN
+    that refused PREEMPT AND ABORT once is remembered per process, so neither the next
+    fence nor reservation.preempt sends the refused command to it again."""
+    arr = SimArray(profile="tgt")
+    unfence(arr, "node1", "node2")
+    f = arr.fencer("node1")
+    f.fence(N1, N2)
+    wwids = {d.wwid for d in f.disks(N1.initiator)}
+    assert wwids and wwids <= rsv._NO_PREEMPT_ABORT
+    assert all(arr.pr_out_by("node1")[i].count(Out.PREEMPT_AND_ABORT) == 1 for i in arr.luns)
+    f.close()
+    unfence(arr, "node2")
+    f = arr.fencer("node1")
+    f.fence(N1, N2)
+    disks = f.disks(N1.initiator)
+    unfence(arr, "node2")
+    assert rsv.preempt(disks, N1.key, N2.key, RT.WRITE_EXCLUSIVE_REGISTRANTS_ONLY).ok
+    f.close()
+    assert all(arr.pr_out_by("node1")[i].count(Out.PREEMPT_AND_ABORT) == 1 for i in arr.luns)
+    assert arr.keys() == {i: {N1.key} for i in arr.luns}
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_a_node_whose_key_is_gone_fails_and_touches_nothing(profile):
     arr = SimArray(profile=profile)

@@ -269,6 +269,10 @@ class SimLun:
             raise _illegal(0x20, 0x00)
         if sa not in set(Out):
             raise _illegal()
+        if sa == Out.PREEMPT_AND_ABORT and not self.profile.preempt_and_abort:
+            # tgt refuses the service action before it looks at the nexus (seen on
+            # tgtd 1.0.85: an unregistered session gets ILLEGAL REQUEST, not a conflict)
+            raise _illegal(0x24, 0x00)
         # Every other action needs a registered nexus whose key matches.
         if registered is None or registered != key:
             raise _Answer(_CONFLICT)
@@ -296,8 +300,6 @@ class SimLun:
             self.generation += 1
             return
         if sa in (Out.PREEMPT, Out.PREEMPT_AND_ABORT):
-            if sa == Out.PREEMPT_AND_ABORT and not self.profile.preempt_and_abort:
-                raise _illegal(0x24, 0x00)
             self._preempt(nexus, sa_key, self._type(rtype_code) if rtype_code else None)
             return
 
