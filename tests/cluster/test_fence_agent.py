@@ -33,6 +33,7 @@ from hamon.lib import reservation as rsv
 from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
 from hamon.lib.keys import key_for_node
+from hamon.lib.scsi.pr import ReservationType
 from tests.integration.test_fence_tgt import NodeIO
 from tests.integration.tgt import Tgt, available
 
@@ -149,6 +150,18 @@ def test_fence_removes_the_key_unfence_restores_it(cluster, storage):
     cluster.start_node("node2")                                      # rejoin: unfenced
     cluster.wait_until(lambda: registered(storage, "node2") == [True, True], timeout=60,
                        what="node2 unfenced again on rejoin")
+    cluster.wait_idle(strict=True)
+
+    # And by hand: node2's key removed behind Pacemaker's back (node2 stays a member),
+    # then `stonith_admin --unfence node2` puts it back on every LUN.
+    with node_io(storage) as io:
+        io["node1"].join()
+        out = rsv.preempt(io["node1"].disks, K["node1"], K["node2"],
+                          ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)
+        assert out.ok, out.as_dict()
+    assert registered(storage, "node2") == [False, False]
+    cluster.fence("node2", "on")
+    assert registered(storage, "node2") == [True, True]
 
 
 def test_the_cluster_fences_a_node_that_died_through_this_agent(cluster, storage):
