@@ -123,7 +123,11 @@ def test_fence_removes_the_key_unfence_restores_it(cluster, storage):
     node2's writes get RESERVATION CONFLICT, node1's land. node2 learns it was fenced and
     stops; when it rejoins, Pacemaker unfences it again by itself."""
     create(cluster, storage)
-    assert "storage-fence" in cluster.crm_mon() and "Started" in cluster.crm_mon()
+    # Right after the start Pacemaker may still unfence (and restart the device on) a
+    # node; what matters is that it settles Started, as crm_mon -1 shows it.
+    cluster.wait_until(lambda: re.search(r"storage-fence\s+\(stonith:fence_hamon_scsi\):"
+                                         r"\s+Started", cluster.crm_mon()),
+                       timeout=60, what="crm_mon -1: storage-fence Started")
     for n in ("node1", "node2"):
         cluster.fence(n, "on")
     assert registered(storage, "node1") == registered(storage, "node2") == [True, True]
