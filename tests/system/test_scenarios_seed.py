@@ -11,6 +11,7 @@ the VM is gone (debugfs, e2fsprogs), so "durable" is checked, not assumed.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,6 +26,14 @@ pytestmark = pytest.mark.system
 SEED = SCENARIOS / "seed_stop.sh"
 
 
+def sbin(tool: str) -> str:
+    """e2fsprogs' tools live in /usr/sbin (/sbin), which a user's PATH may lack."""
+    found = shutil.which(tool, path=os.pathsep.join(
+        [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
+    assert found, f"{tool} not found: install e2fsprogs (tools/bootstrap system)"
+    return found
+
+
 def journal_from_image(image: Path, tmp_path: Path) -> list[dict]:
     """The hamon journal on the guest's ext4 disk image, read on the host after the VM
     ended, through hamon's own reader (checksums: a torn entry is not trusted).
@@ -36,16 +45,16 @@ def journal_from_image(image: Path, tmp_path: Path) -> list[dict]:
     replay shows the file as it was before that fsync."""
     copy = tmp_path / "journal-disk.img"
     shutil.copyfile(image, copy)
-    head = subprocess.run(["dumpe2fs", "-h", str(copy)], capture_output=True, text=True,
+    head = subprocess.run([sbin("dumpe2fs"), "-h", str(copy)], capture_output=True, text=True,
                           check=False, timeout=60)
     features = next((ln for ln in head.stdout.splitlines()
                      if ln.startswith("Filesystem features:")), "")
     assert "needs_recovery" in features, head.stdout + head.stderr
-    fsck = subprocess.run(["e2fsck", "-fy", str(copy)], capture_output=True, text=True,
+    fsck = subprocess.run([sbin("e2fsck"), "-fy", str(copy)], capture_output=True, text=True,
                           check=False, timeout=120)
     assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr   # 1: fixed (replayed)
     out = tmp_path / "journal"
-    p = subprocess.run(["debugfs", "-R", f"dump /journal {out}", str(copy)],
+    p = subprocess.run([sbin("debugfs"), "-R", f"dump /journal {out}", str(copy)],
                        capture_output=True, text=True, check=False, timeout=60)
     assert out.exists(), p.stderr
     records = Journal(str(out)).records()
@@ -60,12 +69,12 @@ def checks(r) -> set[str]:
 
 @pytest.mark.parametrize("mode,codes", [
     # the kernel set the path offline: open() of /dev/sdX answers ENXIO
-    ("partial", {"OPEN"}),
+    pytest.param("partial", {"OPEN"}, id="offline"),
     # the network under the path is cut just before the stop: the stop's own TEST UNIT
     # READY meets it (DID_NO_CONNECT once iSCSI's ping times out: IO-ERR), or, when the
     # agent opens the path only after iSCSI gave the session up (replacement_timeout),
     # open() answers ENXIO (OPEN). Both were seen here; which one depends on timing.
-    ("cut", {"IO-ERR", "OPEN"}),
+    pytest.param("cut", {"IO-ERR", "OPEN"}, id="network-cut"),
 ])
 def test_partial_path_failure_during_stop_completes_the_termination(vm, mode, codes):
     """Scenario 2: one of mpatha's two paths fails (the kernel sets it offline, or its
