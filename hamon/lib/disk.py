@@ -173,6 +173,18 @@ class Resolver:
     #: Factories, replaceable in unit tests (the sim target).
     iscsi_opener: Callable[[str, str, float], Transport] | None = None
     sgio_opener: Callable[[str, float], Transport] | None = None
+    #: multipathd's path view, asked once per resolve() call (see multipathd_view).
+    _multipathd: dict[str, tuple[str, str]] | None = field(default=None, init=False,
+                                                           repr=False)
+
+    def multipathd_view(self) -> dict[str, tuple[str, str]]:
+        """``multipathd show paths`` for every DMMP operand of one resolve() call: one
+        process per call, not per map (at 32 maps under QEMU TCG the per-map processes
+        were 60% of a fence action). Fresh in the next resolve(): path states change."""
+        if self._multipathd is None:
+            from hamon.lib.multipath import dmmp
+            self._multipathd = dmmp.multipathd_paths()
+        return self._multipathd
 
     def open_iscsi(self, url: str) -> Transport:
         if self.iscsi_opener is not None:
@@ -195,6 +207,13 @@ class Resolver:
             operands = split_operands(operands)
         if not operands:
             raise DeviceError("no device given: name at least one shared disk")
+        self._multipathd = None
+        try:
+            return self._resolve(operands)
+        finally:
+            self._multipathd = None
+
+    def _resolve(self, operands: list[str]) -> list[Disk]:
         from hamon.lib.multipath import dmmp, hdlm, iscsi_group, single
 
         disks: list[Disk] = []

@@ -130,3 +130,32 @@ def test_a_failed_path_says_what_the_os_knows_too():
     ok = Path("/dev/sdc", lambda: SimTransport(path="/dev/sdc", lun=lun, initiator="i", port=1),
               os_state="running, dm failed", os_failed=True)
     assert ok.check() is PathState.UP and ok.reason == "answers, but running, dm failed"
+
+
+def test_multipathd_is_asked_once_per_resolve_not_per_map(monkeypatch):
+    """Seen in the VM tier (bench/fence_vs_fence_scsi): one `multipathd show paths`
+    process per map was 60% of a fence action on 32 maps. One per resolve() call; the
+    next call asks again (path states change between an agent's actions)."""
+    from hamon.lib.multipath import sysfs
+
+    calls = []
+
+    def show():
+        calls.append(1)
+        return {"sda": ("active", "ready"), "sdb": ("failed", "faulty")}
+
+    def inspect(dev):
+        n = dev.rsplit("/", 1)[-1]
+        return sysfs.NodeInfo(dev, f"/sys/devices/virtual/block/{n}", n, "block",
+                              f"mpath-3600{n}", n, None, False)
+
+    monkeypatch.setattr(dmmp, "multipathd_paths", show)
+    monkeypatch.setattr(sysfs, "inspect", inspect)
+    monkeypatch.setattr(sysfs, "slaves", lambda info: ["/dev/sda", "/dev/sdb"])
+    monkeypatch.setattr(sysfs, "scsi_state", lambda name: "running")
+    r = Resolver()
+    disks = r.resolve(["/dev/mapper/mpatha", "/dev/mapper/mpathb", "/dev/mapper/mpathc"])
+    assert len(calls) == 1 and len(disks) == 3
+    assert [p.os_failed for p in disks[0].paths] == [False, True]
+    r.resolve(["/dev/mapper/mpatha"])
+    assert len(calls) == 2

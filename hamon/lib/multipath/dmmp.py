@@ -30,7 +30,7 @@ def resolve(devnode: str, resolver: Resolver) -> Disk:
         raise DeviceError(f"{devnode}: device-mapper device {info.dm_name} is not a "
                           f"multipath map (uuid {info.dm_uuid!r})")
     wwid = info.dm_uuid[len("mpath-"):]
-    daemon = multipathd_paths()
+    daemon = resolver.multipathd_view()
     paths = []
     for dev in sysfs.slaves(info):
         name = dev.rsplit("/", 1)[-1]
