@@ -59,7 +59,16 @@ from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import pacemaker as pcmk
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import DeviceError, Disk, DiskKind, Path, PathState, Resolver, run_parallel
+from hamon.lib.disk import (
+    DeviceError,
+    Disk,
+    DiskKind,
+    Path,
+    PathState,
+    Resolver,
+    refuse_same_lun_twice,
+    run_parallel,
+)
 from hamon.lib.identity import default_initiator, local_node_name
 from hamon.lib.journal import Journal
 from hamon.lib.messages import DetailsCode, RecoveryCode
@@ -346,15 +355,12 @@ class DiskAgent:
                 disks.extend(_group_unreachable(self.resolver.resolve(urls)))
             except DeviceError as err:
                 raise ConfigError(str(err)) from None
-        seen: dict[str, str] = {}
-        for d in disks:
-            if d.wwid and d.wwid in seen:
-                for x in disks:
-                    x.close()
-                raise ConfigError(f"{d.name} and {seen[d.wwid]} are the same LUN "
-                                  f"({d.wwid}); list each shared disk once")
-            if d.wwid:
-                seen[d.wwid] = d.name
+        try:  # operands resolved one by one: the resolver could not compare them
+            refuse_same_lun_twice(disks)
+        except DeviceError as err:
+            for x in disks:
+                x.close()
+            raise ConfigError(str(err)) from None
         if s.parameter == "scsi_device":
             for d in disks:
                 if len(d.paths) > 1 and not s.rtype.registrants_only \

@@ -45,7 +45,14 @@ from dataclasses import dataclass, field
 from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import DeviceError, Disk, PathState, Resolver, run_parallel
+from hamon.lib.disk import (
+    DeviceError,
+    Disk,
+    PathState,
+    Resolver,
+    refuse_same_lun_twice,
+    run_parallel,
+)
 from hamon.lib.identity import default_initiator
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
@@ -183,14 +190,11 @@ class Fencer:
         except DeviceError as err:
             raise FenceError(str(err)) from None
         self._disks[initiator] = disks
-        _identify(disks)
-        seen: dict[str, str] = {}
-        for d in disks:
-            if d.wwid and d.wwid in seen:
-                raise FenceError(f"devices: {d.name} and {seen[d.wwid]} are the same LUN "
-                                 f"({d.wwid}); list each shared disk once")
-            if d.wwid:
-                seen[d.wwid] = d.name
+        _identify(disks)  # single sd disks get their WWID only here: check again
+        try:
+            refuse_same_lun_twice(disks)
+        except DeviceError as err:
+            raise FenceError(f"devices: {err}") from None
         disks.sort(key=lambda d: (d.wwid is None, d.wwid or "", d.name))
         return disks
 

@@ -235,14 +235,20 @@ class Resolver:
                                   "/dev/mapper/NAME, /dev/dm-N, /dev/sddlmXX or iscsi://...")
         if urls:
             disks.extend(iscsi_group.resolve(urls, self))
-        seen: dict[str, str] = {}
-        for d in disks:
-            if d.wwid and d.wwid in seen:
-                raise DeviceError(f"{d.name} and {seen[d.wwid]} are the same LUN "
-                                  f"({d.wwid}); list each shared disk once")
-            if d.wwid:
-                seen[d.wwid] = d.name
+        refuse_same_lun_twice(disks)
         return disks
+
+
+def refuse_same_lun_twice(disks: list[Disk]) -> None:
+    """DeviceError when two operands name one LUN (by WWID): reserving or fencing it twice
+    would let the second operation undo the first. Disks without a known identity pass."""
+    seen: dict[str, str] = {}
+    for d in disks:
+        if d.wwid and d.wwid in seen:
+            raise DeviceError(f"{d.name} and {seen[d.wwid]} are the same LUN "
+                              f"({d.wwid}); list each shared disk once")
+        if d.wwid:
+            seen[d.wwid] = d.name
 
 
 def split_operands(text: str) -> list[str]:
