@@ -21,8 +21,6 @@ import pytest
 
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
-from hamon.lib.identity import default_initiator
 from tests.integration.tgt import Tgt, available
 
 from .pcmk import REPO
@@ -62,14 +60,7 @@ def storage(cluster, tmp_path):
 
 
 def lun(t: Tgt) -> rsv.LunStatus:
-    disks = Resolver(initiator=default_initiator("observer"), timeout=5).resolve(t.urls(1))
-    try:
-        r = rsv.read_status(disks).results[0]
-        assert r.ok, r.error
-        return r.value
-    finally:
-        for d in disks:
-            d.close()
+    return t.observe(timeout=5)[0]
 
 
 class Log:

@@ -30,7 +30,6 @@ from collections.abc import Iterator
 import pytest
 
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
 from hamon.lib.keys import key_for_node
 from hamon.lib.scsi.pr import ReservationType
@@ -70,15 +69,7 @@ def devices(t: Tgt) -> str:
 
 def keys_on(t: Tgt) -> list[list[int]]:
     """Every LUN's registered keys, read by a third initiator."""
-    disks = Resolver(initiator=default_initiator("observer"), timeout=5).resolve(
-        [t.url(lun) for lun in LUNS])
-    try:
-        out = rsv.read_status(disks)
-        assert out.ok, [r.error for r in out.results]
-        return [list(r.value.keys) for r in out.results]
-    finally:
-        for d in disks:
-            d.close()
+    return [list(st.keys) for st in t.observe(LUNS, portal=0, timeout=5)]
 
 
 def registered(t: Tgt, node: str) -> list[bool]:

@@ -45,14 +45,7 @@ def disks(tgt: Tgt, node: str, lun: int = 1) -> list[Disk]:
 
 
 def status(tgt: Tgt, lun: int = 1) -> rsv.LunStatus:
-    ds = disks(tgt, "node3", lun)  # an onlooker: reads need no registration
-    try:
-        r = rsv.read_status(ds).results[0]
-        assert r.ok, r.error
-        return r.value
-    finally:
-        for d in ds:
-            d.close()
+    return tgt.observe([lun], timeout=5)[0]  # an onlooker: reads need no registration
 
 
 def node_holds(tgt: Tgt, node: str, lun: int = 1, key: int | None = None) -> None:

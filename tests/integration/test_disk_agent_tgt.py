@@ -20,8 +20,6 @@ import pytest
 
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
-from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
 
 TOP = Path(__file__).resolve().parents[2]
@@ -80,14 +78,7 @@ def nodes(tgt, tmp_path):
 
 def lun_status(tgt) -> rsv.LunStatus:
     """Keys and holder as a third initiator (an observer) reads them."""
-    disks = Resolver(initiator=default_initiator("observer"), timeout=5).resolve(tgt.urls(1))
-    try:
-        r = rsv.read_status(disks).results[0]
-        assert r.ok, r.error
-        return r.value
-    finally:
-        for d in disks:
-            d.close()
+    return tgt.observe(timeout=5)[0]
 
 
 def test_start_monitor_stop_and_the_standbys_probe(nodes, tgt):

@@ -19,7 +19,6 @@ import pytest
 
 from hamon.fence_core import FenceError, Fencer, Settings
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
 from hamon.lib.keys import key_for_node
 from tests.integration.tgt import Tgt
 
@@ -67,15 +66,10 @@ class NodeIO:
         self.fencer.close()
 
 
-def keys_on(tgt: Tgt, luns: list[int]) -> dict[int, list[int]]:
-    r = Resolver(initiator="iqn.2026-11.org.hamon:observer")
-    disks = r.resolve([tgt.url(lun) for lun in luns])
-    try:
-        out = rsv.read_status(disks)
-        return {lun: list(res.value.keys) for lun, res in zip(luns, out.results, strict=True)}
-    finally:
-        for d in disks:
-            d.close()
+def keys_on(tgt: Tgt, luns: list[int], portal: int = 0) -> dict[int, list[int]]:
+    """Every LUN's registered keys, read through one portal by an observer."""
+    return {lun: list(st.keys)
+            for lun, st in zip(luns, tgt.observe(luns, portal=portal), strict=True)}
 
 
 def test_unfence_fence_unfence_with_agent_processes(tgt_factory):
@@ -146,18 +140,7 @@ def test_off_through_the_surviving_path_when_one_portal_is_gone(tgt_factory):
     p = agent("node1", "-o", "off", "-n", "node2", "-d", devs, "--scsi-timeout", "2")
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 < 10
-    assert all(K2 not in k for k in keys_on_portal(tgt, 1, [1, 2]).values())
-
-
-def keys_on_portal(tgt: Tgt, portal: int, luns: list[int]) -> dict[int, list[int]]:
-    r = Resolver(initiator="iqn.2026-11.org.hamon:observer")
-    disks = r.resolve([tgt.url(lun, portal) for lun in luns])
-    try:
-        return {lun: list(res.value.keys) for lun, res in
-                zip(luns, rsv.read_status(disks).results, strict=True)}
-    finally:
-        for d in disks:
-            d.close()
+    assert all(K2 not in k for k in keys_on(tgt, [1, 2], portal=1).values())
 
 
 def test_a_hung_target_fails_the_fence_within_the_bound(tgt_factory):

@@ -37,9 +37,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hamon.lib.reservation import LunStatus
 
 DEFAULT_IQN = "iqn.2026-11.org.hamon:tgt"
 DEFAULT_PORTALS = ("127.0.0.1", "127.0.0.2")
@@ -226,6 +230,27 @@ class Tgt:
     def urls(self, lun: int) -> list[str]:
         """One URL per portal: the paths to ``lun``."""
         return [self.url(lun, n) for n in range(len(self.hosts))]
+
+    def observe(self, luns: Iterable[int] = (1,), *, portal: int | None = None,
+                timeout: float = 10.0) -> list[LunStatus]:
+        """Keys, generation and holder of each LUN as a third initiator reads them: an
+        observer registered nowhere (reading needs no registration), so what it sees is
+        the target's state, not a node's view. ``portal``: through that portal only;
+        default through any portal. Asserts that every LUN could be read."""
+        from hamon.lib import reservation as rsv
+        from hamon.lib.disk import Resolver
+        from hamon.lib.identity import default_initiator
+
+        resolver = Resolver(initiator=default_initiator("observer"), timeout=timeout)
+        disks = [d for lun in luns for d in resolver.resolve(
+            self.urls(lun) if portal is None else [self.url(lun, portal)])]
+        try:
+            out = rsv.read_status(disks)
+            assert out.ok, [(r.disk.name, r.error) for r in out.results if not r.ok]
+            return [r.value for r in out.results]
+        finally:
+            for d in disks:
+                d.close()
 
     def add_portal(self, host: str) -> int:
         """Listen on one more address (e.g. ``[::1]``) with the same port; its number."""
