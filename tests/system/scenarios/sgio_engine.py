@@ -71,7 +71,7 @@ def sg_keys(dev: str) -> list[int]:
     return [int(w, 16) for w in out.split() if w.startswith("0x")]
 
 
-def hamon(*args: str) -> dict | list:
+def hamon(*args: str) -> list:
     p = subprocess.run([sys.executable, "-m", "hamon", *args, "--json", "--node", "node1"],
                        capture_output=True, text=True, check=False, cwd=REPO,
                        env=dict(os.environ, PYTHONPATH=REPO))
@@ -147,14 +147,14 @@ def main() -> int:
 
     mp = p["LIO_MP_L0"]
     out = hamon("paths", mp)
-    paths = out[0]["paths"] if isinstance(out, list) else out["disks"][0]["paths"]
+    paths = out[0]["paths"]  # one disk per operand
     check("hamon paths: 2 paths, both up", [x["state"] for x in paths] == ["up", "up"],
           paths)
     victim = p["LIO_N1_L0_P0"]
     storage.sh(f"fail_path {victim}", f"wait_path {victim} failed 30")
     storage.step("path-failed")
     out = hamon("paths", mp)
-    paths = out[0]["paths"] if isinstance(out, list) else out["disks"][0]["paths"]
+    paths = out[0]["paths"]  # one disk per operand
     states = {x["path"]: x["state"] for x in paths}
     check("hamon paths: the faulted path is failed, the other up",
           states.get(victim) == "failed" and list(states.values()).count("up") == 1,
