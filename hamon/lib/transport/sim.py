@@ -9,7 +9,11 @@ paths are unit-tested too; the integration tier checks the same scenarios on rea
 
 Faults: ``SimLun.fail_port(port)`` makes every transport through that target port raise
 PathError (a dead path); ``hang_port`` makes it raise PathTimeout (a target that stopped
-answering), without sleeping.
+answering), without sleeping. ``SimLun.inject(port, *rules)`` answers chosen commands
+through one port abnormally (:class:`FaultRule`, :class:`FaultKind`): CHECK CONDITION with
+any sense, BUSY, TASK SET FULL, RESERVATION CONFLICT, no answer, connection lost, or
+corrupted PR IN data. The iSCSI fault proxy of the test tiers (tests/faultproxy.py) uses
+the same classes, so a fault means the same thing in every tier.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import hashlib
 import struct
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from hamon.lib.scsi import cdb as cdbs
 from hamon.lib.scsi import inquiry
@@ -75,6 +80,136 @@ def _illegal(asc: int = 0x24, ascq: int = 0) -> _Answer:
 _CONFLICT = Status.RESERVATION_CONFLICT
 
 
+# -- injected faults (one vocabulary for the in-memory target and the iSCSI proxy) -----
+class FaultKind(StrEnum):
+    """How a faulted command is answered."""
+
+    CHECK_CONDITION = "check-condition"  # status 0x02 + fixed sense (sense_key, asc, ascq)
+    BUSY = "busy"  # status 0x08
+    TASK_SET_FULL = "task-set-full"  # status 0x28
+    RESERVATION_CONFLICT = "reservation-conflict"  # status 0x18
+    SWALLOW = "swallow"  # no answer ever: the initiator times out
+    DROP = "drop"  # the connection is lost
+    CORRUPT = "corrupt"  # PR IN data whose header claims more than was sent (see below)
+
+
+#: The status byte each answering kind returns.
+FAULT_STATUS: dict[FaultKind, int] = {
+    FaultKind.CHECK_CONDITION: Status.CHECK_CONDITION,
+    FaultKind.BUSY: Status.BUSY,
+    FaultKind.TASK_SET_FULL: Status.TASK_SET_FULL,
+    FaultKind.RESERVATION_CONFLICT: Status.RESERVATION_CONFLICT,
+}
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """Which commands to fault and how; ``count`` None = every matching command."""
+
+    kind: FaultKind
+    opcode: int | None = None  # None = every command (0x5E PR IN, 0x5F PR OUT, 0x00 TUR)
+    service_action: int | None = None  # cdb[1] & 0x1F, only checked when not None
+    sense_key: int = 0x4  # HARDWARE ERROR by default
+    asc: int = 0x44  # INTERNAL TARGET FAILURE
+    ascq: int = 0x00
+    count: int | None = None  # how many matching commands it hits; None = all
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", FaultKind(self.kind))
+
+    def matches(self, cdb: bytes) -> bool:
+        """Whether this rule applies to ``cdb``; CORRUPT applies to PR IN only, so a
+        counted CORRUPT rule is not used up by the commands it cannot corrupt."""
+        if not cdb:
+            return False
+        if self.opcode is not None and cdb[0] != self.opcode:
+            return False
+        if self.kind == FaultKind.CORRUPT and cdb[0] != prm.PERSISTENT_RESERVE_IN:
+            return False
+        sa = cdb[1] & 0x1F if len(cdb) > 1 else None
+        return self.service_action is None or sa == self.service_action
+
+    def status(self) -> int | None:
+        """The status byte this rule answers with, or None (swallow, drop, corrupt)."""
+        return FAULT_STATUS.get(self.kind)
+
+    def sense(self) -> bytes:
+        """The fixed-format sense data of a CHECK CONDITION rule (empty otherwise)."""
+        if self.kind != FaultKind.CHECK_CONDITION:
+            return b""
+        return build_fixed_sense(self.sense_key, self.asc, self.ascq)
+
+
+#: The failing array of issue 10: CHECK CONDITION, HARDWARE ERROR, 44/00, every command.
+HARDWARE_ERROR = FaultRule(FaultKind.CHECK_CONDITION)
+
+
+class FaultPlan:
+    """The rules of one path, in order, with their remaining counts (thread-safe)."""
+
+    def __init__(self, rules: tuple[FaultRule, ...] | list[FaultRule] = ()) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[list] = []
+        self.add(*rules)
+
+    def add(self, *rules: FaultRule) -> None:
+        with self._lock:
+            self._rules.extend([r, r.count] for r in rules)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def replace(self, rules: tuple[FaultRule, ...] | list[FaultRule]) -> None:
+        with self._lock:
+            self._rules = [[r, r.count] for r in rules]
+
+    def rules(self) -> list[FaultRule]:
+        with self._lock:
+            return [r for r, _ in self._rules]
+
+    def take(self, cdb: bytes) -> FaultRule | None:
+        """The first rule matching ``cdb``, charged one hit; None if no rule matches."""
+        with self._lock:
+            for entry in self._rules:
+                rule, left = entry
+                if not rule.matches(cdb):
+                    continue
+                if left is not None:
+                    if left <= 0:
+                        continue
+                    entry[1] = left - 1
+                return rule
+        return None
+
+    def __bool__(self) -> bool:
+        with self._lock:
+            return bool(self._rules)
+
+
+def corrupt_pr_in(cdb: bytes, data: bytes) -> bytes:
+    """PR IN parameter data whose header claims more bytes than it carries.
+
+    READ KEYS / READ RESERVATION / READ FULL STATUS: ADDITIONAL LENGTH (bytes 4..7) becomes
+    larger than the bytes that follow the header and not a multiple of 8, so a reader can
+    detect both "short" and "malformed". REPORT CAPABILITIES: LENGTH (bytes 0..1) becomes
+    odd and larger than the data. Data shorter than its header, and every other command,
+    pass unchanged (nothing to corrupt).
+    """
+    if not cdb or cdb[0] != prm.PERSISTENT_RESERVE_IN:
+        return data
+    if (cdb[1] & 0x1F) == In.REPORT_CAPABILITIES:
+        if len(data) < 2:
+            return data
+        return struct.pack(">H", len(data) + 5) + data[2:]
+    if len(data) < 8:
+        return data
+    claimed = len(data) - 8 + 12
+    if claimed % 8 == 0:
+        claimed += 4
+    return data[:4] + struct.pack(">I", claimed) + data[8:]
+
+
 @dataclass
 class SimLun:
     """One logical unit with its persistent-reservation state."""
@@ -93,6 +228,7 @@ class SimLun:
     seen: set[Nexus] = field(default_factory=set)
     failed_ports: set[int] = field(default_factory=set)
     hung_ports: set[int] = field(default_factory=set)
+    faults: dict[int, FaultPlan] = field(default_factory=dict)
     commands: list[tuple[Nexus, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -106,6 +242,21 @@ class SimLun:
     def restore_port(self, port: int) -> None:
         self.failed_ports.discard(port)
         self.hung_ports.discard(port)
+
+    def inject(self, port: int, *rules: FaultRule) -> None:
+        """Answer commands through ``port`` by ``rules`` (appended; first match wins)."""
+        self.faults.setdefault(port, FaultPlan()).add(*rules)
+
+    def clear_faults(self, port: int | None = None) -> None:
+        """Remove the injected rules of ``port`` (of every port when None)."""
+        if port is None:
+            self.faults.clear()
+        else:
+            self.faults.pop(port, None)
+
+    def take_fault(self, port: int, cdb: bytes) -> FaultRule | None:
+        plan = self.faults.get(port)
+        return plan.take(cdb) if plan else None
 
     # -- identity ---------------------------------------------------------------------
     @property
@@ -372,4 +523,19 @@ class SimTransport(Transport):
             raise PathTimeout(self.path, f"no answer within {timeout or self.timeout:g} s")
         if self.port in self.lun.failed_ports:
             raise PathError(self.path, "connection refused (simulated path failure)")
-        return self.lun.execute((self.initiator, self.port), cdb, data_out, data_in_len)
+        rule = self.lun.take_fault(self.port, cdb)
+        if rule is None:
+            return self.lun.execute((self.initiator, self.port), cdb, data_out, data_in_len)
+        # A faulted command changes no state: the LUN never sees it (except CORRUPT,
+        # which executes and then mangles the answer).
+        if rule.kind == FaultKind.SWALLOW:
+            raise PathTimeout(self.path, f"no answer within {timeout or self.timeout:g} s "
+                              "(injected: swallowed)")
+        if rule.kind == FaultKind.DROP:
+            raise PathError(self.path, "connection lost (injected: dropped)")
+        if rule.kind == FaultKind.CORRUPT:
+            result = self.lun.execute((self.initiator, self.port), cdb, data_out, data_in_len)
+            if result.status != Status.GOOD:
+                return result
+            return CommandResult(result.status, result.sense, corrupt_pr_in(cdb, result.data))
+        return CommandResult(FAULT_STATUS[rule.kind], rule.sense(), b"")
