@@ -143,6 +143,11 @@ class Resource:
     failed: bool
     blocked: bool
     managed: bool
+    pending: bool = False  # a start/stop/promote is still running (record-pending)
+
+
+#: Roles crm_mon reports while an operation is in flight: the resource is not there yet.
+PENDING_ROLES = frozenset({"Starting", "Stopping", "Migrating", "Promoting", "Demoting"})
 
 
 @dataclass
@@ -177,11 +182,13 @@ class Status:
                     id=rid, agent=r.get("resource_agent", ""), role=r.get("role", ""),
                     nodes=on, failed=r.get("failed") == "true",
                     blocked=r.get("blocked") == "true", managed=r.get("managed") != "false",
+                    pending=bool(r.get("pending")) or r.get("role", "") in PENDING_ROLES,
                 )
             else:  # clone instances share the id
                 prev.nodes += on
                 prev.failed |= r.get("failed") == "true"
                 prev.blocked |= r.get("blocked") == "true"
+                prev.pending |= bool(r.get("pending")) or r.get("role", "") in PENDING_ROLES
         attributes = {
             n.get("name"): {a.get("name"): a.get("value") for a in n.findall("attribute")}
             for n in root.findall("./node_attributes/node")
@@ -949,7 +956,7 @@ class Cluster:
 
         def started():
             r = self.status(via).resources.get(resource)
-            if r is None or r.failed or not r.nodes:
+            if r is None or r.failed or r.pending or not r.nodes:
                 return None
             if node is None:
                 return r.nodes[0]
