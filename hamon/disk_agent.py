@@ -89,6 +89,7 @@ from hamon.lib.termination import (
     act,
     decide,
     failures_of,
+    record,
 )
 from hamon.lib.transport.base import PathError
 
@@ -822,10 +823,8 @@ class DiskAgent:
     def _journal(self, kind: str, **data: Any) -> None:
         s = self.settings
         assert self.journal is not None
-        try:
-            self.journal.append(kind, **{"resource": s.resource, "alias": s.alias,
-                                         "node": s.node, "key": format_key(s.key),
-                                         "type": s.rtype.short, **data})
-        except OSError as err:
-            self._say(f"journal {self.journal.path}: {err}")
+        # bounded and never raising: the journal is a record, the action goes on
+        record(self.journal, kind, **{"resource": s.resource, "alias": s.alias,
+                                      "node": s.node, "key": format_key(s.key),
+                                      "type": s.rtype.short, **data})
 

@@ -9,17 +9,48 @@ JSON, or that has no final newline (the machine stopped in the middle of the wri
 reported as torn and never trusted; later entries stay readable. sqlite would also
 survive a torn write, but a text file can be read with ``cat`` from a rescue shell at
 3 a.m., and appending one line needs nothing more.
+
+The journal is a record, never a gate: the file is opened without blocking and without
+following a symbolic link (``O_NONBLOCK | O_NOFOLLOW | O_APPEND``), and anything but a
+regular file (a FIFO, a device, a directory) is refused with :class:`JournalError`
+instead of being waited on or written into. Reading is bounded the same way
+(:data:`MAX_READ`): ``--journal /dev/zero`` or a FIFO is an error, not a hang.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_PATH = "/var/lib/hamon/journal"
+#: The most a journal read takes in (bytes). Years of entries are a few MB; more than
+#: this is not a journal (or ``/dev/zero``), and reading it would exhaust memory.
+MAX_READ = 64 * 1024 * 1024
+
+
+class JournalError(OSError):
+    """The journal path is not a regular file, or is too large to be one (errno set)."""
+
+
+def _open_regular(path: str, flags: int, mode: int = 0o644, follow: bool = False) -> int:
+    """``os.open`` that never blocks, returns only a regular file's descriptor
+    (JournalError otherwise) and, unless ``follow``, never follows a final symlink (a
+    writer must not be led to append to another file; a reader may follow one)."""
+    flags |= os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags, mode)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise JournalError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def default_path() -> str:
@@ -67,17 +98,17 @@ class Journal:
                  **data}
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        new = not os.path.exists(self.path)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        new = not os.path.lexists(self.path)
+        fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
             size = os.fstat(fd).st_size
             prefix = b""
-            if size:
-                with open(self.path, "rb") as f:
-                    f.seek(size - 1)
-                    if f.read(1) != b"\n":
-                        prefix = b"\n"  # close a torn line so it stays apart
-            os.write(fd, prefix + _encode(entry))
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                prefix = b"\n"  # close a torn line so it stays apart
+            data = prefix + _encode(entry)
+            if os.write(fd, data) != len(data):
+                raise JournalError(errno.ENOSPC, "short write (file system full?)",
+                                   self.path)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -90,11 +121,18 @@ class Journal:
         return entry
 
     def records(self) -> list[Record]:
+        """Every line, checked. Bounded: a FIFO, a device or a file larger than
+        :data:`MAX_READ` raises JournalError instead of hanging or filling memory."""
         try:
-            with open(self.path, "rb") as f:
-                lines = f.readlines()
+            fd = _open_regular(self.path, os.O_RDONLY, follow=True)
         except FileNotFoundError:
             return []
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_READ + 1)
+        if len(raw) > MAX_READ:
+            raise JournalError(errno.EFBIG, f"larger than {MAX_READ // (1024 * 1024)} MB: "
+                               "not a hamon journal", self.path)
+        lines = raw.splitlines(keepends=True)
         out = []
         for i, raw in enumerate(lines, 1):
             if raw.strip() == b"":

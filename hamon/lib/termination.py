@@ -20,8 +20,12 @@ instead of suffering it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import sys
+import syslog
+import threading
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -184,6 +188,50 @@ def _to_kernel_log(text: str) -> None:
         pass
 
 
+#: How long :func:`act` waits for the journal entry to be durable (seconds). The entry is
+#: the record recovery reads; the termination is the protection and must not wait longer
+#: on a journal whose file system hangs (the fsync runs on in a daemon thread).
+JOURNAL_TIMEOUT = 5.0
+
+
+def record(journal: Journal, kind: str, timeout: float | None = None,
+           **data: Any) -> bool:
+    """Append one journal entry within ``timeout``; never raises, never blocks longer.
+
+    A journal that cannot be written (full or read-only file system, a FIFO or a symlink
+    in its place, a hung disk) is logged to stderr and syslog, and False is returned:
+    the caller goes on, because what follows (the OS termination) protects the shared
+    disk and the record does not.
+    """
+    limit = JOURNAL_TIMEOUT if timeout is None else timeout
+    box: dict[str, BaseException | None] = {}
+
+    def write() -> None:
+        try:
+            journal.append(kind, **data)
+            box["error"] = None
+        except BaseException as err:  # reported below, whatever it is
+            box["error"] = err
+
+    worker = threading.Thread(target=write, name="hamon-journal", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if "error" not in box:
+        why = f"not written within {limit:g} s"
+    elif box["error"] is not None:
+        err = box["error"]
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    else:
+        return True
+    text = (f"hamon: journal {journal.path}: the {kind} entry could not be recorded "
+            f"({why}); going on without it")
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        syslog.syslog(syslog.LOG_ERR, text)
+    return False
+
+
 def act(
     decision: Decision,
     *,
@@ -198,7 +246,9 @@ def act(
     """Log KAMN725-W/726-E, journal the failure, terminate the OS where the table says.
 
     Returns True when the OS termination was requested (in dry run too). Order matters:
-    messages, then the durable journal entry, then the termination. ``details`` are
+    messages, then the durable journal entry, then the termination. The journal entry is
+    bounded (:func:`record`): a journal that cannot be written is logged and the
+    termination proceeds. ``details`` are
     extra journal fields (why the termination kind is what it is, the key, ...): recovery
     reads them from the same entry that records the failure.
     With the OS action ``none`` KAMN957-E says that the OS stays up (KAMN954-E would
@@ -214,10 +264,10 @@ def act(
             messages.emit("KAMN726", device=f.disk, alias=alias,
                           failed=",".join(p.path for p in f.failed))
     if journal is not None and decision.failures:
-        journal.append("failure", phase=str(decision.phase), verdict=str(decision.verdict),
-                       termination=str(termination_kind), alias=alias, node=host,
-                       resource=resource, os_action=str(terminator.action) if terminator
-                       else None, disks=decision.as_dict()["disks"], **(details or {}))
+        record(journal, "failure", phase=str(decision.phase), verdict=str(decision.verdict),
+               termination=str(termination_kind), alias=alias, node=host,
+               resource=resource, os_action=str(terminator.action) if terminator
+               else None, disks=decision.as_dict()["disks"], **(details or {}))
     if decision.verdict is not Verdict.TERMINATE_OS or terminator is None:
         return False
     disks = ",".join(f.disk for f in decision.all_failed_disks)
