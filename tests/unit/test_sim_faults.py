@@ -106,7 +106,8 @@ def test_corrupt_header_claims_more_than_sent_and_not_multiple_of_8(lun, sa):
     assert generation == 1
     assert claimed > len(result.data) - 8
     assert claimed % 8 != 0
-    assert prm.parse_read_keys(result.data).truncated  # a reader sees it short
+    with pytest.raises(prm.ResponseError):  # a reader sees it malformed, never a list
+        prm.parse_read_keys(result.data)
 
 
 def test_corrupt_report_capabilities_length(lun):
@@ -189,3 +190,13 @@ def test_rule_kind_from_string_and_plan_replace():
 def test_corrupt_pr_in_leaves_non_pr_in_and_short_data_alone():
     assert corrupt_pr_in(bytes(6), b"abcdefgh") == b"abcdefgh"
     assert corrupt_pr_in(prm.pr_in_cdb(In.READ_KEYS), b"abc") == b"abc"
+
+
+def test_plan_refund_gives_one_hit_back_to_a_counted_rule():
+    rule = FaultRule(FaultKind.BUSY, count=1)
+    plan = FaultPlan([rule])
+    assert plan.take(bytes(6)) is rule
+    assert plan.take(bytes(6)) is None
+    plan.refund(rule)
+    assert plan.take(bytes(6)) is rule
+    assert plan.take(bytes(6)) is None

@@ -182,6 +182,15 @@ class FaultPlan:
                 return rule
         return None
 
+    def refund(self, rule: FaultRule) -> None:
+        """Give back one hit of ``rule`` (the proxy: the target answered the faulted
+        command with something that takes precedence, e.g. a UNIT ATTENTION)."""
+        with self._lock:
+            for entry in self._rules:
+                if entry[0] is rule and entry[1] is not None:
+                    entry[1] += 1
+                    return
+
     def __bool__(self) -> bool:
         with self._lock:
             return bool(self._rules)
@@ -191,23 +200,25 @@ def corrupt_pr_in(cdb: bytes, data: bytes) -> bytes:
     """PR IN parameter data whose header claims more bytes than it carries.
 
     READ KEYS / READ RESERVATION / READ FULL STATUS: ADDITIONAL LENGTH (bytes 4..7) becomes
-    larger than the bytes that follow the header and not a multiple of 8, so a reader can
-    detect both "short" and "malformed". REPORT CAPABILITIES: LENGTH (bytes 0..1) becomes
-    odd and larger than the data. Data shorter than its header, and every other command,
-    pass unchanged (nothing to corrupt).
+    larger than the bytes that follow the header (and than what it said before) and not a
+    multiple of 8, so a reader can detect both "short" and "malformed". REPORT
+    CAPABILITIES: LENGTH (bytes 0..1) likewise. Data shorter than its header, and every
+    other command, pass unchanged (nothing to corrupt). ``data`` may be the first part of
+    the answer only (the proxy's first Data-In PDU): the claim still exceeds the whole.
     """
     if not cdb or cdb[0] != prm.PERSISTENT_RESERVE_IN:
         return data
     if (cdb[1] & 0x1F) == In.REPORT_CAPABILITIES:
         if len(data) < 2:
             return data
-        return struct.pack(">H", len(data) + 5) + data[2:]
+        claimed = max(struct.unpack_from(">H", data)[0], len(data)) + 5
+        claimed += 1 if claimed % 8 == 0 else 0
+        return struct.pack(">H", claimed & 0xFFFF) + data[2:]
     if len(data) < 8:
         return data
-    claimed = len(data) - 8 + 12
-    if claimed % 8 == 0:
-        claimed += 4
-    return data[:4] + struct.pack(">I", claimed) + data[8:]
+    claimed = max(struct.unpack_from(">I", data, 4)[0], len(data) - 8) + 12
+    claimed += 4 if claimed % 8 == 0 else 0
+    return data[:4] + struct.pack(">I", claimed & 0xFFFFFFFF) + data[8:]
 
 
 @dataclass
