@@ -629,6 +629,34 @@ def _print_plan(plan: recovery.Plan) -> None:
             print(f"    run: {c}")
 
 
+# -- check-disk (the logic is hamon.lib.compliance_run; this only prints) -----------------
+def cmd_check_disk(args: argparse.Namespace) -> int:
+    from hamon.lib import compliance, compliance_run
+    from hamon.lib.scsi.pr import ReservationType
+    try:
+        rtype = ReservationType.parse(args.type)
+    except ValueError as err:
+        raise CliError(f"--type: {err}", EXIT_USAGE) from None
+    operands = [o for d in args.device for o in split_operands(d)]
+    initiator = args.initiator or default_initiator(_node(args))
+    reports = compliance_run.check_devices(
+        operands, initiator=initiator, second_initiator=args.second_initiator,
+        timeout=args.timeout, rtype=rtype, read_only=args.read_only, force=args.force)
+    if args.json:
+        _print_json([r.as_dict() for r in reports])
+    else:
+        print("\n".join(compliance_run.render(reports, rtype, read_only=args.read_only)))
+    for r in reports:
+        for problem in r.problems():
+            print(f"hamon: {problem}", file=sys.stderr)
+    bad = {compliance.Verdict.UNFIT} | (set() if args.read_only
+                                        else {compliance.Verdict.INCOMPLETE})
+    if any(r.restored is False or (r.judgement and r.judgement.verdict in bad)
+           for r in reports):
+        return EXIT_FAILED
+    return EXIT_REFUSED if any(r.refused for r in reports) else EXIT_OK
+
+
 # -- the parser ----------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), like every other error."""
@@ -719,6 +747,16 @@ def build_parser() -> argparse.ArgumentParser:
              parents=[journal])
     rc.add_argument("--yes", action="store_true",
                     help="run the failback commands without asking (for scripts)")
+    cd = add("check-disk", cmd_check_disk, "test every persistent-reservation operation "
+             "hamon relies on, before go-live (docs/check-disk.md)")
+    cd.add_argument("--read-only", action="store_true", help="only TEST UNIT READY, "
+                    "INQUIRY and PERSISTENT RESERVE IN: change nothing")
+    cd.add_argument("--force", action="store_true",
+                    help="run even though the disk holds registrations")
+    cd.add_argument("--type", default="WE-RO", help="reservation type to test "
+                    "(default WE-RO, as the agents)")
+    cd.add_argument("--second-initiator", metavar="NAME", help="iscsi://: the initiator "
+                    "name playing the other node (default: this node's name + .check)")
     return p
 
 
