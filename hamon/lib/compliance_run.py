@@ -394,9 +394,9 @@ class _Run:
                 a = command.test_unit_ready(b)
                 seen = [(u.asc, u.ascq) for u in a.unit_attentions]
                 text = ", ".join(str(u.sense) for u in a.unit_attentions) or "none"
-                if (0x2A, 0x05) in seen or (0x2A, 0x03) in seen:
+                if (0x2A, 0x05) in seen:
                     return text
-                raise _Wrong(f"expected 2A/05 REGISTRATIONS PREEMPTED, saw {text}")
+                raise _Wrong(f"{text} (SPC-4: 2A/05 REGISTRATIONS PREEMPTED)")
             self.probe("unit_attention", ua)
         if "write_preempted" not in self.obs:
             def fn() -> str:
