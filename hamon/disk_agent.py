@@ -63,19 +63,17 @@ from hamon.lib.disk import (
     DeviceError,
     Disk,
     DiskKind,
-    Path,
+    PathFaulted,
     PathState,
     Resolver,
     refuse_same_lun_twice,
     run_parallel,
 )
-from hamon.lib.identity import default_initiator, local_node_name
+from hamon.lib.identity import check_iscsi_name, default_initiator, local_node_name
 from hamon.lib.journal import Journal
 from hamon.lib.messages import DetailsCode, RecoveryCode
 from hamon.lib.pacemaker import Detection, ExitStatus
-from hamon.lib.scsi import command
-from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, ScsiError
-from hamon.lib.scsi.pr import PrOutServiceAction as Out
+from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import ReservationType, format_key
 from hamon.lib.termination import (
     Decision,
@@ -91,10 +89,13 @@ from hamon.lib.termination import (
     failures_of,
     record,
 )
-from hamon.lib.transport.base import PathError
 
 DEFAULT_TYPE = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 DEFAULT_COMMAND_TIMEOUT = 5
+#: command_timeout's range (seconds), as the metadata states it.
+COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 1, 300
+#: Parameters that name files: absolute paths without control characters.
+_PATH_PARAMS = ("journal", "state_dir", "os_termination_dry_run")
 DEFAULT_STATE_DIR = "/run/hamon"
 #: Tests, demos and ocf-tester: the OS termination is appended to this file instead.
 DRY_RUN_ENV = "HAMON_OS_TERMINATION_DRY_RUN"
@@ -162,6 +163,9 @@ def parse_settings(params: Mapping[str, str | None], env: Mapping[str, str] | No
     from hamon.lib.disk import split_operands
 
     operands = split_operands(scsi or dmmp)
+    if not operands:
+        raise ConfigError(f"{parameter} {scsi or dmmp!r} names no device; give the shared "
+                          "disks separated by commas or blanks")
     check_operands(parameter, operands)
     try:
         rtype = ReservationType.parse(_get(params, "reservation_type") or DEFAULT_TYPE.short)
@@ -180,8 +184,24 @@ def parse_settings(params: Mapping[str, str | None], env: Mapping[str, str] | No
         timeout = float(timeout_text)
     except ValueError:
         timeout = -1.0
-    if not 0 < timeout <= 300:
-        raise ConfigError(f"command_timeout {timeout_text!r}: seconds, 1 to 300")
+    if not (COMMAND_TIMEOUT_MIN <= timeout <= COMMAND_TIMEOUT_MAX):  # nan and inf too
+        raise ConfigError(f"command_timeout {timeout_text!r}: seconds, "
+                          f"{COMMAND_TIMEOUT_MIN} to {COMMAND_TIMEOUT_MAX}")
+    initiator = _get(params, "iscsi_initiator")
+    if initiator:
+        try:
+            check_iscsi_name(initiator)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    alias = _get(params, "alias")
+    for name, value in (("alias", alias), *((n, _get(params, n)) for n in _PATH_PARAMS)):
+        if any(not c.isprintable() for c in value):
+            raise ConfigError(f"{name} {value!r}: has control characters; give plain text")
+    for name in _PATH_PARAMS:
+        value = _get(params, name)
+        if value and not os.path.isabs(value):
+            raise ConfigError(f"{name} {value!r}: give an absolute path (the agent's "
+                              "working directory is not defined)")
     node = node or local_node_name()
     try:
         key = keymod.resolve_key(_get(params, "reservation_key") or None, node)
@@ -190,10 +210,10 @@ def parse_settings(params: Mapping[str, str | None], env: Mapping[str, str] | No
     resource = env.get("OCF_RESOURCE_INSTANCE") or "hamon_disk"
     return Settings(
         operands=tuple(operands), parameter=parameter, key=key, rtype=rtype,
-        initiator=_get(params, "iscsi_initiator") or default_initiator(node),
+        initiator=initiator or default_initiator(node),
         os_action=OsAction(action_text),
         dry_run_file=_get(params, "os_termination_dry_run") or env.get(DRY_RUN_ENV) or None,
-        alias=_get(params, "alias") or pcmk.resource_id(resource),
+        alias=alias or pcmk.resource_id(resource),
         resource=resource, node=node,
         journal=_get(params, "journal") or env.get("HAMON_JOURNAL") or
         "/var/lib/hamon/journal",
@@ -429,33 +449,43 @@ class DiskAgent:
                 d.close()
 
     def _start(self, disks: list[Disk], missing: list[DiskFailure]) -> int:
+        """TEST UNIT READY every path, then acquire; the seed's table (switchover) over
+        every path fault met on the way, logged once at the end."""
         s = self.settings
         self._check(disks)
-        failures = missing + failures_of(disks)
-        decision = decide(Phase.SWITCHOVER, failures)
+        early = decide(Phase.SWITCHOVER, missing + failures_of(disks))
+        problem = None if early.verdict is Verdict.FAIL else self._acquire(disks)
+        decision = decide(Phase.SWITCHOVER, missing + failures_of(disks))
         act(decision, alias=s.alias, host=s.node, journal=self.journal, terminator=None,
             resource=s.resource, details={"action": "start"})
         self._publish(disks, missing)
-        self.state.update(paths=path_states(disks))
+        with contextlib.suppress(OSError):
+            self.state.update(paths=path_states(disks))
         if decision.verdict is Verdict.FAIL:
-            bad = [f.disk for f in decision.all_failed_disks]
-            for name in bad:
-                messages.emit("KAMN955", device=name, reason="every path failed",
+            bad = decision.all_failed_disks
+            for f in bad:
+                messages.emit("KAMN955", device=f.disk, reason="every path failed",
                               alias=s.alias)
-            return self._fail(ExitStatus.ERR_GENERIC,
-                              f"every path of {', '.join(bad)} failed; the switchover fails")
-        live = [_live(d) for d in disks]
-        before = self._status(disks)
-        reg = rsv.register(live, s.key)
-        unsupported = False
-        for r in reg.failed():
-            unsupported |= self._unsupported(r.disk, r.error)
-            messages.emit("KAMN955", device=r.disk.name, reason=f"register: {r.error}",
-                          alias=s.alias)
-        if not reg.ok:
+            unsupported = all(p.code == DetailsCode.IOCTL for f in bad for p in f.failed)
             return self._fail(ExitStatus.ERR_INSTALLED if unsupported
-                              else ExitStatus.ERR_GENERIC, "cannot register the key: "
-                              + "; ".join(f"{r.disk.name}: {r.error}" for r in reg.failed()))
+                              else ExitStatus.ERR_GENERIC,
+                              f"every path of {', '.join(f.disk for f in bad)} failed"
+                              + ("; the device does not support persistent reservations"
+                                 if unsupported else "; the switchover fails"))
+        if problem is not None:
+            return self._fail(ExitStatus.ERR_GENERIC, problem)
+        return int(ExitStatus.SUCCESS)
+
+    def _acquire(self, disks: list[Disk]) -> str | None:
+        """Register through every working path, reserve, take over from another holder,
+        remove every other key, verify by reading back. Returns why it failed, or None."""
+        s = self.settings
+        before = self._status(disks)
+        reg = rsv.register([_live(d) for d in disks], s.key)
+        if not reg.ok:  # every path of the disk failed: the caller's table says so
+            return "cannot register the key: " + "; ".join(
+                f"{r.disk.name}: {r.error}" for r in reg.failed())
+        live = [_live(d) for d in disks]   # without the paths that failed REGISTER
         problems: list[str] = []
         record: dict[str, dict[str, Any]] = {d.name: {"disk": d.name} for d in live}
         res = rsv.reserve(live, s.key, s.rtype)
@@ -468,13 +498,13 @@ class DiskAgent:
             for p in problems:
                 messages.emit("KAMN955", device=p.split(":", 1)[0], reason=p.split(": ", 1)[1],
                               alias=s.alias)
-            return self._fail(ExitStatus.ERR_GENERIC, "; ".join(problems))
+            return "; ".join(problems)
         self._remove_others(live, record)
         after = self._status(disks)
         for d in live:
             r = after.get(d.name)
             if r is None or not r.ok or not self._holds(r.value):
-                why = "no path answered" if r is None or not r.ok else \
+                why = "no path works" if r is None or not r.ok else \
                     f"held by {format_key(r.value.reservation.key or 0)} after reserving"
                 messages.emit("KAMN955", device=d.name, reason=why, alias=s.alias)
                 problems.append(f"{d.name}: {why}")
@@ -485,18 +515,15 @@ class DiskAgent:
                               type=s.rtype.short, alias=s.alias)
                 record[d.name]["acquired"] = True
         if problems:
-            return self._fail(ExitStatus.ERR_GENERIC, "; ".join(problems))
+            return "; ".join(problems)
         self._journal("start", disks=[record[d.name] | {
             "paths_up": len(d.up_paths()), "paths_total": len(d.paths)} for d in disks])
-        self.state.update(paths=path_states(disks))
-        return int(ExitStatus.SUCCESS)
+        return None
 
     def _take_over(self, r: rsv.DiskResult, rec: dict[str, Any]) -> str | None:
         """RESERVE was refused: ours already (another path reserved), free by now, or
         another key's, which the standby forcibly obtains. Returns why it failed, or None."""
         s = self.settings
-        if self._unsupported(r.disk, r.error):
-            return f"the device does not support persistent reservations ({r.error})"
         if not isinstance(r.error, ReservationConflict):
             return str(r.error or r.detail)
         d = r.disk
@@ -569,34 +596,30 @@ class DiskAgent:
 
     def _stop(self, disks: list[Disk], missing: list[DiskFailure], active: bool,
               worker: threading.Thread, box: dict[str, Detection]) -> int:
+        """Leave every disk (:func:`hamon.lib.reservation.withdraw`), then the seed's table.
+
+        Exit 0 only where the LUN, read back through a working path after the release,
+        lists neither our key nor our reservation. A path that ends a command abnormally
+        is a failed path (KAMN725-W); a disk none of whose paths works is every path
+        failed (KAMN726-E and the OS termination, when this node may hold it); a LUN
+        that answers but keeps our key fails the stop, so Pacemaker escalates.
+        """
         s = self.settings
         self._check(disks)
-        status = self._status(disks)
-        registered = [n for n, r in status.items() if r.ok and s.key in r.value.keys]
-        holds = [n for n, r in status.items() if r.ok and self._holds(r.value)]
-        may_hold = active or bool(registered)
-        steps: dict[str, list[str]] = {d.name: [] for d in disks}
+        usable = [d for d in disks if any(not p.failed for p in d.paths)]
+        out = rsv.withdraw(usable, s.key, s.rtype) if usable else rsv.Outcome("withdraw", [])
+        steps: dict[str, str] = {d.name: "no path works" for d in disks}
         leftover: list[str] = []
-        for d in disks:
-            if d.name not in registered or not d.up_paths():
-                continue
-            live = _live(d)
-            steps[d.name].append(self._take_back(live, status[d.name].value))
-            rel = rsv.release([live], s.key).results[0]
-            steps[d.name].append(f"release: {rel.detail if rel.ok else rel.error}")
-            unreg = rsv.unregister([_live(d)], s.key).results[0]
-            steps[d.name].append("unregister: " + (unreg.detail if unreg.ok else
-                                                  str(unreg.error)))
-            if d.name in holds and rel.ok:
-                messages.emit("KAMN952", device=d.name, key=format_key(s.key), alias=s.alias)
-        after = self._status(disks)
-        for d in disks:
-            r = after.get(d.name)
-            if r is None or not r.ok or d.name not in registered:
-                continue
-            if s.key in r.value.keys and not d.failed_paths():
-                leftover.append(f"{d.name}: the key is still registered "
-                                f"({'; '.join(steps[d.name])})")
+        ours: list[str] = []
+        for r in out.results:
+            name = r.disk.name
+            steps[name] = r.detail if r.ok else str(r.error)
+            if r.ok and r.detail != rsv.NOTHING_OURS:
+                ours.append(name)
+                messages.emit("KAMN952", device=name, key=format_key(s.key), alias=s.alias)
+            elif not r.ok and not r.path_failure:  # the LUN answered, and kept our key
+                leftover.append(f"{name}: {r.error}")
+        may_hold = active or bool(ours) or bool(leftover)
         failures = missing + failures_of(disks)
         phase = Phase.TERMINATING if may_hold else Phase.STANDBY
         decision = decide(phase, failures)
@@ -605,7 +628,7 @@ class DiskAgent:
             TerminationKind.UNKNOWN, "the termination kind was not known in time")
         details = {"action": "stop", "termination_reason": detection.reason,
                    "termination_signals": list(detection.signals),
-                   "key": format_key(s.key), "steps": steps}
+                   "key": format_key(s.key), "steps": steps, "leftover": leftover}
         self._unpublish_names(disks, missing)
         if decision.failures:
             requested = act(decision, alias=s.alias, host=s.node, journal=self.journal,
@@ -618,7 +641,8 @@ class DiskAgent:
                 self._journal("stop", termination=str(detection.kind), **details)
         if may_hold:
             self._say(f"stop: {detection.kind} termination ({detection.reason})")
-        self.state.update(paths=path_states(disks))
+        with contextlib.suppress(OSError):
+            self.state.update(paths=path_states(disks))
         if decision.verdict is Verdict.TERMINATE_OS:
             dead = ", ".join(f.disk for f in decision.all_failed_disks)
             dry = self.terminator.dry_run_file if self.terminator else None
@@ -635,26 +659,6 @@ class DiskAgent:
             return self._fail(ExitStatus.ERR_GENERIC, "; ".join(leftover))
         self.state.update(active=False)
         return int(ExitStatus.SUCCESS)
-
-    def _take_back(self, live: Disk, st: rsv.LunStatus) -> str:
-        """Gather every registration of our key onto one live nexus, which then releases.
-
-        Our key may be registered through nexuses this process cannot speak for: paths
-        that do not answer, and, on targets that bind a registration to the iSCSI
-        session rather than to the initiator port (tgt does), the sessions of the start
-        that made them, long closed. RELEASE and REGISTER from here would then be
-        refused or do nothing. So: register our key through the live paths, then PREEMPT
-        our own key: SPC-4 removes the registration of every *other* nexus holding that
-        key, dead or stale alike, and when that key held the reservation it passes to
-        the sending nexus, which can release it and unregister.
-        """
-        s = self.settings
-        reg = rsv.register([live], s.key)
-        if not reg.ok:
-            return f"register: {reg.results[0].error}"
-        rtype = st.reservation.type or s.rtype
-        out = rsv.preempt([live], s.key, s.key, rtype).results[0]
-        return f"self-preempt: {out.detail if out.ok else out.error}"
 
     def _unpublish_names(self, disks: list[Disk], missing: list[DiskFailure]) -> None:
         assert self.attributes is not None
@@ -744,18 +748,6 @@ class DiskAgent:
             messages.emit("KAMN725", device=name, code=DetailsCode.ALREADY_RESERVATION,
                           alias=s.alias, host=holder)
 
-    def _unsupported(self, d: Disk, err: BaseException | None) -> bool:
-        """KAMN601-W + KAMN725-W IOCTL when the device refuses persistent reservations
-        (ILLEGAL REQUEST to PERSISTENT RESERVE OUT/IN); True when that was the case."""
-        if not isinstance(err, IllegalRequest):
-            return False
-        s = self.settings
-        messages.emit("KAMN601", device=d.name, reason=f"no SCSI-3 persistent "
-                      f"reservations: {err}")
-        messages.emit("KAMN725", device=d.name, code=DetailsCode.IOCTL, alias=s.alias,
-                      host=s.node)
-        return True
-
     def _holder_text(self, st: rsv.LunStatus) -> str:
         res = st.reservation
         if not res.held:
@@ -790,33 +782,39 @@ class DiskAgent:
                     continue
                 code = RecoveryCode.ONLINE_CHECK
                 try:
-                    command.pr_out(p.transport(), Out.REGISTER, s.key, s.key)
-                except ReservationConflict:
-                    code = RecoveryCode.ONLINE_CHECK_NO_KEY
-                except (ScsiError, PathError) as err:
+                    if not rsv.key_on_path(p, s.key):
+                        code = RecoveryCode.ONLINE_CHECK_NO_KEY
+                        rsv.register_path(p, s.key)
+                        self._say(f"{label}: key {format_key(s.key)} registered again")
+                except PathFaulted:  # it failed again: not recovered (KAMN725-W follows)
+                    continue
+                except ScsiError as err:  # an answer the check does not expect
                     self._say(f"{label}: key check failed: {err}")
                 messages.emit("KAMN727", device=label, code=code, alias=s.alias)
-                if code is RecoveryCode.ONLINE_CHECK_NO_KEY:
-                    self._reregister(d, p)
                 out.append(label)
         return out
 
-    def _reregister(self, d: Disk, p: Path) -> None:
-        s = self.settings
-        try:
-            command.pr_out(p.transport(), Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, s.key)
-        except (ScsiError, PathError) as err:
-            self._say(f"{d.path_label(p)}: re-registering the key failed: {err}")
-            return
-        self._say(f"{d.path_label(p)}: key {format_key(s.key)} registered again")
-
     # -- validate ---------------------------------------------------------------------------
     def validate(self) -> int:
-        """Parameters were parsed already (ConfigError otherwise); device nodes exist."""
+        """Parameters were parsed already (ConfigError otherwise); every ``/dev`` operand
+        exists on this node and is a shared SCSI disk (OCF_ERR_INSTALLED otherwise)."""
+        return self.check_devices(missing_ok=False)
+
+    def check_devices(self, missing_ok: bool) -> int:
+        """OCF_ERR_INSTALLED, with the reason, for the first ``/dev`` operand that is not
+        a shared SCSI disk on this node (a directory, FIFO, regular file, /dev/null, a
+        loop device, a partition: see :mod:`hamon.lib.devcheck`), or that is missing
+        unless ``missing_ok`` (a start meets a vanished path as KAMN725-W OPEN)."""
+        from hamon.lib.devcheck import NoDevice, NotADisk, check_device
+
         for op in self.settings.operands:
-            if op.startswith("/dev/") and not os.path.exists(op):
-                return self._fail(ExitStatus.ERR_INSTALLED, f"{op}: no such device on "
-                                  f"{self.settings.node}")
+            try:
+                check_device(op, self.settings.node)
+            except NoDevice as err:
+                if not missing_ok:
+                    return self._fail(ExitStatus.ERR_INSTALLED, str(err))
+            except NotADisk as err:
+                return self._fail(ExitStatus.ERR_INSTALLED, str(err))
         return int(ExitStatus.SUCCESS)
 
     # -- journal ----------------------------------------------------------------------------

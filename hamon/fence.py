@@ -39,8 +39,9 @@ from hamon.fence_core import (
     parse_pairs,
 )
 from hamon.lib import keys as keymod
-from hamon.lib.disk import split_operands
-from hamon.lib.identity import local_node_name
+from hamon.lib.devcheck import check_device
+from hamon.lib.disk import DeviceError, split_operands
+from hamon.lib.identity import check_iscsi_name, local_node_name
 from hamon.lib.scsi.pr import ReservationType, format_key
 
 FENCING_LIB = "/usr/share/fence"
@@ -49,6 +50,8 @@ AGENT = "fence_hamon_scsi"
 STATE_FILE = "/run/hamon/fence_hamon_scsi.state"
 STATE_ENV = "HAMON_FENCE_STATE"
 EC_OK, EC_FAILED = 0, 1
+#: scsi_timeout's range (seconds): a bound of one command must be a real, finite one.
+SCSI_TIMEOUT_MIN, SCSI_TIMEOUT_MAX = 1, 300
 
 log = logging.getLogger("fence_hamon_scsi")
 
@@ -245,22 +248,23 @@ def settings_from(options: dict[str, Any]) -> Settings:
     initiators: dict[str, str] = {}
     single = None
     ini = (options.get("--iscsi-initiator") or "").strip()
-    if "=" in ini:
-        try:
-            initiators = parse_pairs(ini, "iscsi_initiator")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-    elif ini:
-        if any(c.isspace() or c == "," for c in ini):
-            raise ConfigError(f"iscsi_initiator: {ini!r} is not one iSCSI name; give one "
-                              "name or node=iqn pairs")
-        single = ini
     try:
-        timeout = float(options.get("--scsi-timeout") or DEFAULT_SCSI_TIMEOUT)
+        if "=" in ini:
+            initiators = parse_pairs(ini, "iscsi_initiator")
+            for node, name in initiators.items():
+                check_iscsi_name(name, f"iscsi_initiator of {node}")
+        elif ini:
+            single = check_iscsi_name(ini)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    text = str(options.get("--scsi-timeout") or DEFAULT_SCSI_TIMEOUT)
+    try:
+        timeout = float(text)
     except ValueError:
-        raise ConfigError("scsi_timeout: not a number of seconds") from None
-    if timeout <= 0:
-        raise ConfigError("scsi_timeout: must be more than 0 seconds")
+        timeout = -1.0
+    if not SCSI_TIMEOUT_MIN <= timeout <= SCSI_TIMEOUT_MAX:  # nan and inf too
+        raise ConfigError(f"scsi_timeout {text!r}: seconds, {SCSI_TIMEOUT_MIN} to "
+                          f"{SCSI_TIMEOUT_MAX}")
     local = (options.get("--local-node") or "").strip() or local_node_name()
     s = Settings(devices=devices, local_node=local, rtype=rtype,
                  aptpl=_flag(options, "--aptpl"), scsi_timeout=timeout,
@@ -410,23 +414,48 @@ def write_state(s: Settings, node: Node) -> None:
 
     Not needed by ``off`` (it derives both keys); only fence_hamon_scsi_check reads it,
     because a watchdog test script gets no parameters. Best effort: a failure to write it
-    is a warning, never a failed unfencing.
+    is a warning, never a failed unfencing. Written as a whole or not at all: a temporary
+    file of a unique name (``mkstemp``: created, never opened through a symlink someone
+    left there) in the same directory, then ``os.replace`` (which replaces a symlink at
+    the final name, never writes through it). The directory is created 0755 whatever
+    the umask, and a directory that is a symlink is refused.
     """
     import json
+    import stat
+    import tempfile
 
     path = state_path()
+    directory = os.path.dirname(os.path.abspath(path))
     data = {"node": node.name, "key": format_key(node.key), "initiator": node.initiator,
             "devices": s.devices, "scsi_timeout": s.scsi_timeout}
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
+        try:
+            os.mkdir(directory, 0o755)
+            os.chmod(directory, 0o755)  # mkdir's mode is masked by the umask
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(directory, 0o755, exist_ok=True)
+            os.chmod(directory, 0o755)
+        if stat.S_ISLNK(os.lstat(directory).st_mode):
+            raise OSError(0, f"{directory} is a symbolic link; not following it")
+        fd, tmp = tempfile.mkstemp(prefix=".fence_hamon_scsi.", suffix=".tmp",
+                                   dir=directory)
+        try:
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(f.fileno(), 0o644)
+                json.dump(data, f, indent=1)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
     except OSError as err:
         log.warning("could not record the unfencing for fence_hamon_scsi_check in %s: %s",
-                    path, err.strerror)
+                    path, err.strerror or err)
 
 
 # --------------------------------------------------------------------------- main
@@ -508,12 +537,19 @@ def main(register_atexit: bool = True) -> int:
             if action == "validate-all":
                 return validate(options)
             agent = Agent(options)
+            result = EC_FAILED
             try:
                 fencing.run_delay(options)
-                return int(fencing.fence_action(None, options, agent.set_power_status,
-                                                agent.get_power_status,
-                                                agent.get_outlet_list) or 0)
+                result = int(fencing.fence_action(None, options, agent.set_power_status,
+                                                  agent.get_power_status,
+                                                  agent.get_outlet_list) or 0)
+                return result
             finally:
+                # KAMN725-W (syslog) once per failed path; a warning line per path only
+                # when the action succeeded around them: a failure is one line naming them
+                faults = agent.fencer.path_faults()
+                if result == 0:
+                    agent._warn(faults)
                 agent.fencer.close()
         finally:
             cancel()
@@ -538,6 +574,11 @@ def validate(options: dict[str, Any],
     """
     s = settings_from(options)
     target_of(options, s)  # a bad key fails here
+    for device in s.devices:  # a directory, FIFO, /dev/null, loop device... is no disk
+        try:
+            check_device(device, s.local_node)
+        except DeviceError as err:
+            raise ConfigError(str(err)) from None
     fencer = Fencer(s, resolver_factory)
     try:
         me = s.node(s.local_node)

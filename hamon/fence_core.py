@@ -36,7 +36,6 @@ action ends in bounded time whatever the storage does.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +47,6 @@ from hamon.lib import reservation as rsv
 from hamon.lib.disk import (
     DeviceError,
     Disk,
-    PathState,
     Resolver,
     refuse_same_lun_twice,
     run_parallel,
@@ -56,9 +54,8 @@ from hamon.lib.disk import (
 from hamon.lib.identity import default_initiator
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
-from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType, format_key
-from hamon.lib.transport.base import PathError, Transport
+from hamon.lib.transport.base import PathError
 
 log = logging.getLogger("fence_hamon_scsi")
 
@@ -178,6 +175,7 @@ class Fencer:
         self._factory = resolver_factory
         self._disks: dict[str, list[Disk]] = {}
         self._verified: tuple[int, int] | None = None
+        self._reported: set[tuple[str, str]] = set()
 
     # -- devices ------------------------------------------------------------------
     def disks(self, initiator: str) -> list[Disk]:
@@ -197,6 +195,27 @@ class Fencer:
             raise FenceError(f"devices: {err}") from None
         disks.sort(key=lambda d: (d.wwid is None, d.wwid or "", d.name))
         return disks
+
+    def path_faults(self) -> list[str]:
+        """KAMN725-W for every path that failed in this run and was not reported yet
+        (exactly once per path and run), and the same as warning lines for the log.
+
+        A failed path is routed around (:mod:`hamon.lib.faults`); the action's result
+        says whether the disk as a whole was done. The key is this node's: the one that
+        §7.5.12's check compares with the reservation holder."""
+        me = self.settings.node(self.settings.local_node)
+        out = []
+        for d in (d for ds in self._disks.values() for d in ds):
+            for p in d.failed_paths():
+                if (d.name, p.name) in self._reported:
+                    continue
+                self._reported.add((d.name, p.name))
+                label = d.path_label(p)
+                messages.emit("KAMN725", stderr=False, device=label,
+                              code=p.code or messages.DetailsCode.IO_ERR, alias=me.name,
+                              host=format_key(me.key))
+                out.append(f"{label}: path failed: {p.reason}")
+        return out
 
     def close(self) -> None:
         """Log out of every session, in parallel (each logout is bounded)."""
@@ -425,102 +444,27 @@ class Fencer:
 
 
 # --------------------------------------------------------------------------- preempt
-class OwnKeyMissing(ReservationConflict):
-    """Our key is not registered on this LUN (any more): we have been fenced."""
-
-
+OwnKeyMissing = rsv.OwnKeyMissing
 VERIFY_RETRIES = 3
 VERIFY_PAUSE = 0.02
 
 
 def _fence_all(disks: list[Disk], me: Node, victim: Node,
                rtype: ReservationType) -> list[tuple[rsv.DiskResult, DiskState]]:
-    """Fence on every disk in parallel: one job per disk, through the first path that
-    answers (a path that gives no answer is marked failed and the next one tried).
-
-    One job does everything a LUN needs: :func:`_guarded_preempt`, a reservation where
-    none is held (without one, an unregistered node may still write), and the read-back
-    that verifies it. One round of threads instead of four keeps 64 LUNs cheap.
-    """
-
-    def steps(t: Transport, d: Disk) -> tuple[tuple[str, str], DiskState]:
-        outcome = _guarded_preempt(t, d, me, victim, rtype)
-        held = command.read_reservation(t)
-        if not held.held:
-            with contextlib.suppress(ReservationConflict):  # somebody was faster: fine
-                command.pr_out(t, Out.RESERVE, me.key, 0, rtype)
-            held = command.read_reservation(t)
-        keys = command.read_keys(t).keys
-        return outcome, DiskState(d, keys, held.key if held.held else None,
-                                  held.type if held.held else None)
-
-    def one(d: Disk) -> tuple[rsv.DiskResult, DiskState]:
-        try:
-            p, ((detail, value), state) = rsv.on_any_path(d, lambda p: steps(p.transport(),
-                                                                             d))
-        except PathError as err:
-            return (rsv.DiskResult(d, False, "no path answered", err),
-                    DiskState(d, error=f"no path answered ({err})"))
-        except ScsiError as err:
-            return rsv.DiskResult(d, False, str(err), err), DiskState(d, error=str(err))
-        return (rsv.DiskResult(d, True, detail, None, [rsv.PathResult(p.name, True, detail)],
-                               value), state)
-
+    """Fence on every disk in parallel (:func:`hamon.lib.reservation.fence`): the guarded
+    preempt, a reservation where none is held, the read-back, through one working path
+    per disk; a path fault moves the job to the next path of that disk."""
     out = []
-    for d, r in zip(disks, run_parallel([lambda d=d: one(d) for d in disks]), strict=True):
-        if isinstance(r, Exception):  # a bug: report it for this disk, never hide it
-            r = (rsv.DiskResult(d, False, f"{type(r).__name__}: {r}", r),
-                 DiskState(d, error=f"{type(r).__name__}: {r}"))
-        out.append(r)
+    for r in rsv.fence(disks, me.key, victim.key, rtype).results:
+        if not r.ok:
+            out.append((r, DiskState(r.disk, error=_why(r))))
+            continue
+        how, st = r.value
+        res = st.reservation
+        out.append((rsv.DiskResult(r.disk, True, r.detail, None, r.paths, how),
+                    DiskState(r.disk, st.keys, res.key if res.held else None,
+                              res.type if res.held else None)))
     return out
-
-
-def _guarded_preempt(t: Transport, d: Disk, me: Node, victim: Node,
-                     rtype: ReservationType) -> tuple[str, str]:
-    """Remove ``victim`` from one LUN through ``t``, acting only while our key is there.
-
-    The PREEMPT must come from a registered I_T nexus. On an SPC-4 target with our stable
-    ISID the nexus that ``on`` registered is this one, and PREEMPT goes straight through.
-    tgt binds a registration to the *session* instead, so a new process is a new,
-    unregistered registrant: its PREEMPT gets RESERVATION CONFLICT although our key is
-    listed (fence-agents#517/#558 met the same with ISID changes). Registering first,
-    blindly, would be unsafe: a node whose key was just removed would register itself
-    again and could then fence the winner. So the registration is guarded:
-
-    1. READ KEYS: our key must be listed (else we are fenced: stop).
-    2. PREEMPT; success ends it. RESERVATION CONFLICT: this nexus is not registered.
-    3. REGISTER AND IGNORE EXISTING KEY through this nexus, then READ KEYS again. A
-       PREEMPT of our key removes *every* entry with it at once, so at least two entries
-       (the old ones and ours) prove nobody removed our key between step 1 and now, i.e.
-       we were legitimately registered when we registered this nexus. Only our own entry
-       means our key was removed meanwhile: we undo our registration and stop.
-    4. PREEMPT again. The target checks atomically that this nexus is still registered;
-       if the other node removed us in between, this is RESERVATION CONFLICT: stop.
-    """
-    keys = command.read_keys(t).keys
-    if me.key not in keys:
-        raise OwnKeyMissing(0x18, None, f"{d.name}: our key {format_key(me.key)} is not "
-                            "registered")
-    if victim.key not in keys:
-        return f"{format_key(victim.key)} not registered", "absent"
-    try:
-        return rsv.preempt_through(t, d, me.key, victim.key, rtype)
-    except ReservationConflict:
-        pass
-    command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, me.key)
-    keys = command.read_keys(t).keys
-    if keys.count(me.key) < 2:
-        with contextlib.suppress(ScsiError):  # undo: we were removed before registering
-            command.pr_out(t, Out.REGISTER, me.key, 0)
-        raise OwnKeyMissing(0x18, None, f"{d.name}: our key {format_key(me.key)} was "
-                            "removed while this node was fencing")
-    if victim.key not in keys:
-        return f"{format_key(victim.key)} not registered", "absent"
-    try:
-        return rsv.preempt_through(t, d, me.key, victim.key, rtype)
-    except ReservationConflict:
-        raise OwnKeyMissing(0x18, None, f"{d.name}: our key {format_key(me.key)} was "
-                            "removed while this node was fencing") from None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -532,7 +476,7 @@ def _identify(disks: list[Disk]) -> None:
     def ident(d: Disk) -> None:
         try:
             _, wwid = rsv.on_any_path(d, lambda p: command.lun_identity(p.transport()))
-        except (PathError, ScsiError) as err:
+        except (PathError, ScsiError) as err:  # a fault marked the path; fence refuses
             log.debug("%s: no LUN identity: %s", d.name, err)
             return
         d.wwid = wwid
@@ -588,15 +532,8 @@ def _path_warnings(out: rsv.Outcome, node: Node) -> list[str]:
                 continue
             path = next((x for x in r.disk.paths if x.name == p.path), None)
             label = r.disk.path_label(path) if path else p.path
-            code = (messages.DetailsCode.IO_ERR if isinstance(p.error, PathError)
-                    else messages.DetailsCode.IOCTL)
-            messages.emit("KAMN725", stderr=False, device=label, code=code,
-                          alias=node.name, host=format_key(node.key))
             warnings.append(f"{label}: {p.detail}: {p.error}; the key is missing on this "
                             "path, register again (unfence) once it is back")
-            if path is not None and path.state is not PathState.FAILED and isinstance(
-                    p.error, PathError):
-                path.mark(PathState.FAILED, str(p.error))
     return warnings
 
 

@@ -11,18 +11,39 @@ fix; the agents print it as it is.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
+from hamon.lib.faults import PathFault, classify
 from hamon.lib.scsi import command
-from hamon.lib.scsi.errors import NotReady, ScsiError
 from hamon.lib.transport.base import DEFAULT_TIMEOUT, PathError, Transport
+
+T = TypeVar("T")
 
 
 class DeviceError(ValueError):
     """An operand that cannot be a shared disk, with the reason and the fix."""
+
+
+class PathFaulted(PathError):
+    """A path fault ended a step on one path (:mod:`hamon.lib.faults`)."""
+
+    def __init__(self, path: str, fault: PathFault) -> None:
+        super().__init__(path, fault.reason)
+        self.fault = fault
+
+
+class NoWorkingPath(PathError):
+    """Every path of a disk faulted in this action: the step could not be done at all."""
+
+    def __init__(self, disk: str, faults: list[tuple[str, str]]) -> None:
+        text = "; ".join(f"{p}: {why}" for p, why in faults) or "the disk has no paths"
+        super().__init__(disk, f"no path works ({text})")
+        self.faults = faults
 
 
 class DiskKind(StrEnum):
@@ -40,7 +61,13 @@ class PathState(StrEnum):
 
 @dataclass
 class Path:
-    """One I_T nexus to the LUN. ``os_state`` is what the OS/multipath software says."""
+    """One I_T nexus to the LUN. ``os_state`` is what the OS/multipath software says.
+
+    A Path lives for one action. Its first fault (:mod:`hamon.lib.faults`) makes it a
+    failed path for the rest of that action, even if a later command through it goes
+    through: HA Monitor's KAMN725-W is about a command that *ended abnormally*, and an
+    action must not report a path as healthy that failed it a moment ago.
+    """
 
     name: str
     opener: Callable[[], Transport]
@@ -48,6 +75,7 @@ class Path:
     os_failed: bool = False
     state: PathState = PathState.UNKNOWN
     reason: str = ""
+    code: str = ""   # HA Monitor's details code of the fault (OPEN, IOCTL, IO-ERR)
     _transport: Transport | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -65,30 +93,58 @@ class Path:
                 finally:
                     self._transport = None
 
+    @property
+    def failed(self) -> bool:
+        return self.state is PathState.FAILED
+
     def mark(self, state: PathState, reason: str = "") -> None:
+        """Record ``state``; a path that failed in this action stays failed."""
+        if self.failed and state is not PathState.FAILED:
+            return
+        if state is PathState.FAILED and self.failed:
+            return  # keep the first fault: it is the cause
         self.state, self.reason = state, reason
+
+    def fail(self, fault: PathFault) -> None:
+        """This path met a path fault: failed for the rest of the action, session closed
+        (a path that swallowed a command may answer it late, into the next one)."""
+        if not self.failed:
+            reason = fault.reason.removeprefix(f"{self.name}: ")  # messages name the path
+            self.state, self.reason, self.code = PathState.FAILED, reason, fault.code
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def attempt(self, fn: Callable[[Path], T]) -> T:
+        """Run ``fn`` through this path, classifying what ends abnormally.
+
+        Returns fn's value (the path is up), re-raises an answer of the PR protocol (the
+        path is up: it answered), and on a path fault marks the path failed and raises
+        :class:`PathFaulted`.
+        """
+        try:
+            value = fn(self)
+        except Exception as err:
+            fault = classify(err)
+            if fault is None:
+                self.mark(PathState.UP)
+                raise
+            self.fail(fault)
+            raise PathFaulted(self.name, fault) from err
+        self.mark(PathState.UP)
+        return value
 
     def check(self, timeout: float | None = None) -> PathState:
         """TEST UNIT READY through this path; records and returns up/failed with why.
 
-        A path that answers at all (even CHECK CONDITION other than NOT READY) is up: it
-        carries commands, which is all a reservation needs. The OS's own verdict (sysfs
-        device state, multipathd) is reported alongside, not trusted blindly.
+        Any abnormal end is a failed path (the fault classification): no answer, NOT
+        READY, HARDWARE ERROR, ... The OS's own verdict (sysfs device state, multipathd)
+        is reported alongside, not trusted blindly.
         """
-        try:
-            command.test_unit_ready(self.transport(), timeout=timeout)
-        except PathError as err:
-            self.mark(PathState.FAILED, err.reason)
-            self.close()
-        except NotReady as err:
-            self.mark(PathState.FAILED, str(err.sense or "NOT READY"))
-        except ScsiError:
-            self.mark(PathState.UP, "")
-        else:
-            self.mark(PathState.UP, "")
+        with contextlib.suppress(PathFaulted):
+            self.attempt(lambda p: command.test_unit_ready(p.transport(), timeout=timeout))
         if self.state is PathState.UP and self.os_failed:
             self.reason = f"answers, but {self.os_state}"
-        elif self.state is PathState.FAILED and self.os_state and self.os_failed:
+        elif self.failed and self.os_state and self.os_failed and "(OS: " not in self.reason:
             # The transport's errno alone (ENXIO on open) does not say what the OS knows:
             # "offline" or "dm failed" points the administrator at the fix.
             self.reason = f"{self.reason} (OS: {self.os_state})"

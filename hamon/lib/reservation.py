@@ -9,20 +9,29 @@ Rules that hold everywhere:
 * REGISTER goes through every path, because SPC-4 registrations are per I_T nexus: a
   path without the key gets RESERVATION CONFLICT the moment multipath fails over to it.
 * RESERVE, RELEASE, PREEMPT, CLEAR and the reads go through one path, the first that
-  answers; a path that gives no answer (PathError) is marked failed and the next is tried.
-  A SCSI answer (even a refusal) ends the attempt: the LUN has spoken.
+  works. What ends abnormally on a path is classified once (:mod:`hamon.lib.faults`): a
+  path fault (no answer, a lost connection, HARDWARE ERROR, a malformed PR IN, ...) marks
+  the path failed for the action and the step is tried again through the next path; an
+  answer of the PR protocol (RESERVATION CONFLICT to PR OUT, ILLEGAL REQUEST to PREEMPT
+  AND ABORT) ends the attempt: the LUN has spoken. A disk none of whose paths works
+  gives :class:`~hamon.lib.disk.NoWorkingPath`.
+* Every step is idempotent, so a step that faulted half-way on one path is simply done
+  again, from its start, through the next.
 * RESERVATION CONFLICT is never success, and never retried into one.
 * PREEMPT AND ABORT falls back to PREEMPT when the target answers ILLEGAL REQUEST (tgt
   does), and the fallback is remembered per LUN for the life of the process.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hamon.lib.disk import Disk, Path, PathState, run_parallel
+from hamon.lib.disk import Disk, NoWorkingPath, Path, PathFaulted, PathState, run_parallel
+from hamon.lib.faults import LunAnswer, PathFault
+from hamon.lib.messages import DetailsCode
 from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, ScsiError
@@ -60,7 +69,8 @@ class DiskResult:
 
     @property
     def path_failure(self) -> bool:
-        """True when no path answered at all (as opposed to a SCSI refusal)."""
+        """True when no path could carry the step (every path faulted), as opposed to an
+        answer of the PR protocol (a refusal)."""
         return isinstance(self.error, PathError)
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,25 +105,28 @@ def _lun_key(disk: Disk) -> str:
 
 
 def on_any_path(disk: Disk, fn: Callable[[Path], Any]) -> tuple[Path, Any]:
-    """Run ``fn`` through the first path that answers; PathError if none does.
+    """Run ``fn`` through the first path that works; NoWorkingPath if none does.
 
-    Paths already known to be up are tried first, then unknown ones, failed ones last:
-    a path that failed a moment ago may be back, but it should not delay a working one.
+    Paths known to be up are tried first, then unknown ones. A path that faulted in this
+    action is not tried again: it is a failed path for the action (KAMN725-W), and a path
+    that swallows commands must not cost its timeout twice. An answer of the PR protocol
+    propagates (the LUN has spoken; another path would say the same).
     """
-    order = sorted(disk.paths, key=lambda p: {PathState.UP: 0, PathState.UNKNOWN: 1,
-                                              PathState.FAILED: 2}[p.state])
-    last: PathError | None = None
+    order = sorted((p for p in disk.paths if not p.failed),
+                   key=lambda p: p.state is not PathState.UP)
     for p in order:
         try:
-            value = fn(p)
-        except PathError as err:
-            p.mark(PathState.FAILED, err.reason)
-            p.close()
-            last = err
+            return p, p.attempt(fn)
+        except PathFaulted:
             continue
-        p.mark(PathState.UP)
-        return p, value
-    raise last or PathError(disk.name, "the disk has no paths")
+    raise NoWorkingPath(disk.name, [(p.name, p.reason) for p in disk.paths if p.failed])
+
+
+def _refusal_fault(err: ScsiError) -> PathFault:
+    """An answer that is a refusal where the step expects success (REGISTER AND IGNORE
+    EXISTING KEY answered RESERVATION CONFLICT): the command ended abnormally."""
+    code = DetailsCode.IOCTL if isinstance(err, IllegalRequest) else DetailsCode.IO_ERR
+    return PathFault(str(err), code, err)
 
 
 def _for_each_disk(action: str, disks: list[Disk],
@@ -139,25 +152,22 @@ def register(disks: list[Disk], key: int, *, aptpl: bool = False,
 
     def one_path(p: Path) -> PathResult:
         try:
-            a = command.pr_out(p.transport(), Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key,
-                               aptpl=aptpl, all_tg_pt=all_tg_pt)
-        except PathError as err:
-            p.mark(PathState.FAILED, err.reason)
-            p.close()
-            return PathResult(p.name, False, "no answer", err)
-        except ScsiError as err:
-            p.mark(PathState.UP)
+            a = p.attempt(lambda p: command.pr_out(
+                p.transport(), Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key, aptpl=aptpl,
+                all_tg_pt=all_tg_pt))
+        except PathFaulted as err:
+            return PathResult(p.name, False, "failed", err.__cause__ or err)
+        except ScsiError as err:  # no answer but GOOD is expected of this command
+            p.fail(_refusal_fault(err))
             return PathResult(p.name, False, "refused", err)
-        p.mark(PathState.UP)
         return PathResult(p.name, True, "registered", unit_attentions=_ua_text(a))
 
     def one_disk(d: Disk) -> DiskResult:
         prs = [r if isinstance(r, PathResult) else PathResult("?", False, str(r), r)
                for r in run_parallel([lambda p=p: one_path(p) for p in d.paths])]
         ok = [r for r in prs if r.ok]
-        bad = [r for r in prs if not r.ok]
         if not ok:
-            err = bad[0].error if bad else PathError(d.name, "no paths")
+            err = NoWorkingPath(d.name, [(p.name, p.reason) for p in d.paths if p.failed])
             return DiskResult(d, False, "not registered on any path", err, prs)
         detail = f"registered on {len(ok)}/{len(prs)} paths"
         return DiskResult(d, True, detail, None, prs)
@@ -174,14 +184,13 @@ def unregister(disks: list[Disk], key: int) -> Outcome:
 
     def one_path(p: Path) -> PathResult:
         try:
-            command.pr_out(p.transport(), Out.REGISTER, key, 0)
+            p.attempt(lambda p: command.pr_out(p.transport(), Out.REGISTER, key, 0))
         except ReservationConflict:
             return PathResult(p.name, True, "was not registered")
-        except PathError as err:
-            p.mark(PathState.FAILED, err.reason)
-            p.close()
-            return PathResult(p.name, False, "no answer", err)
+        except PathFaulted as err:
+            return PathResult(p.name, False, "failed", err.__cause__ or err)
         except ScsiError as err:
+            p.fail(_refusal_fault(err))
             return PathResult(p.name, False, "refused", err)
         return PathResult(p.name, True, "unregistered")
 
@@ -202,7 +211,7 @@ def _single(action: str, disks: list[Disk],
         try:
             p, (detail, value) = on_any_path(d, lambda p: fn(d, p))
         except PathError as err:
-            return DiskResult(d, False, "no path answered", err)
+            return DiskResult(d, False, "no path works", err)
         except ScsiError as err:
             return DiskResult(d, False, str(err), err)
         return DiskResult(d, True, detail, None, [PathResult(p.name, True, detail)], value)
@@ -318,6 +327,185 @@ def clear(disks: list[Disk], key: int) -> Outcome:
     return _single("clear", disks, fn)
 
 
+# -- stop: leave the disk ------------------------------------------------------------
+class StillRegistered(LunAnswer):
+    """After removing our key, the LUN still lists it (or our reservation)."""
+
+
+def _ours(held: prm.Reservation, keys: tuple[int, ...], key: int) -> bool:
+    if not held.held:
+        return False
+    if held.type is not None and held.type.all_registrants:
+        return key in keys
+    return held.key == key
+
+
+#: withdraw()'s detail for a disk that held nothing of ours.
+NOTHING_OURS = "nothing of ours"
+
+
+def withdraw(disks: list[Disk], key: int, rtype: ReservationType) -> Outcome:
+    """Leave each disk: release our reservation and remove every registration of ``key``,
+    verified by reading the LUN back (value: LunStatus as read after).
+
+    Our key may be registered through nexuses this process cannot speak for: paths that
+    fail, and, on targets that bind a registration to the iSCSI session rather than to
+    the initiator port (tgt does), sessions of the start that made them, long closed.
+    RELEASE and REGISTER from here would be refused or do nothing. So, through one
+    working path: register our key (REGISTER AND IGNORE EXISTING KEY), then PREEMPT our
+    own key, which removes the registration of every *other* nexus with it, dead or stale
+    alike, and moves a reservation held with that key onto this nexus; RELEASE it;
+    unregister; read back. Every command of it is idempotent, so a path fault half-way
+    starts it again through the next path. A disk where our key was neither registered
+    nor holding anything is left untouched (a stop of a stopped resource).
+    """
+
+    def fn(d: Disk, p: Path) -> tuple[str, Any]:
+        t = p.transport()
+        keys = command.read_keys(t).keys
+        held = command.read_reservation(t)
+        if key not in keys and not _ours(held, keys, key):
+            return NOTHING_OURS, LunStatus(keys, 0, held)
+        command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key)
+        preempt_through(t, d, key, key, held.type or rtype)
+        held = command.read_reservation(t)
+        released = _ours(held, command.read_keys(t).keys, key)
+        if released:
+            command.pr_out(t, Out.RELEASE, key, 0, held.type or rtype)
+        command.pr_out(t, Out.REGISTER, key, 0)
+        after = command.read_keys(t)
+        held = command.read_reservation(t)
+        if key in after.keys or _ours(held, after.keys, key):
+            raise StillRegistered(
+                f"{d.name}: key {prm.format_key(key)} is still "
+                + ("registered" if key in after.keys else "holding the reservation")
+                + f" after release and unregister through {p.name}")
+        return ("released and unregistered" if released else "unregistered",
+                LunStatus(after.keys, after.generation, held))
+
+    return _single("withdraw", disks, fn)
+
+
+# -- fence: remove a victim's key from one LUN, guarded -----------------------------------
+class OwnKeyMissing(ReservationConflict):
+    """Our key is not registered on this LUN (any more): we have been fenced."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(0x18, None, text)
+
+
+def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType) -> Outcome:
+    """Remove ``victim`` from each disk, acting only while our ``key`` is there; make
+    sure a reservation restricts writes; read the LUN back (value: (how, LunStatus)).
+
+    One job does everything a LUN needs (the guarded preempt, a reservation where none
+    is held, the read-back that verifies it), through one working path; a path fault
+    starts it again through the next. Answers: :class:`OwnKeyMissing` (we are fenced).
+    """
+
+    def fn(d: Disk, p: Path) -> tuple[str, Any]:
+        t = p.transport()
+        detail, how = guarded_preempt(t, d, key, victim, rtype)
+        held = command.read_reservation(t)
+        if not held.held:
+            with contextlib.suppress(ReservationConflict):  # somebody was faster: fine
+                command.pr_out(t, Out.RESERVE, key, 0, rtype)
+            held = command.read_reservation(t)
+        keys = command.read_keys(t)
+        return detail, (how, LunStatus(keys.keys, keys.generation, held))
+
+    return _single("fence", disks, fn)
+
+
+def guarded_preempt(t: Transport, d: Disk, key: int, victim: int,
+                    rtype: ReservationType) -> tuple[str, str]:
+    """Remove ``victim`` from one LUN through ``t``, acting only while ``key`` is there.
+
+    The PREEMPT must come from a registered I_T nexus. On an SPC-4 target with a stable
+    ISID the nexus that ``on`` registered is this one, and PREEMPT goes straight through.
+    tgt binds a registration to the *session* instead, so a new process is a new,
+    unregistered registrant: its PREEMPT gets RESERVATION CONFLICT although our key is
+    listed (fence-agents#517/#558 met the same with ISID changes). Registering first,
+    blindly, would be unsafe: a node whose key was just removed would register itself
+    again and could then fence the winner. So the registration is guarded:
+
+    1. READ KEYS: our key must be listed (else we are fenced: stop).
+    2. PREEMPT; success ends it. RESERVATION CONFLICT: this nexus is not registered.
+    3. REGISTER AND IGNORE EXISTING KEY through this nexus, then READ KEYS again. A
+       PREEMPT of our key removes *every* entry with it at once, so at least two entries
+       (the old ones and ours) prove nobody removed our key between step 1 and now, i.e.
+       we were legitimately registered when we registered this nexus. Only our own entry
+       means our key was removed meanwhile: we undo our registration and stop.
+    4. PREEMPT again. The target checks atomically that this nexus is still registered;
+       if the other node removed us in between, this is RESERVATION CONFLICT: stop.
+    5. The registration made in 3 is removed again (REGISTER with key 0 from this nexus)
+       unless this nexus became the reservation holder in 4 (the victim held it; its
+       removal would release the reservation). Without this every fence on tgt left one
+       more registration of our key behind (100 cycles: 102 entries) until READ KEYS
+       could not list them all. What stays is bounded: the next fence of a victim that
+       does not hold the reservation removes its own registration again, and a PREEMPT
+       of our key (when we are fenced) removes them all. Our other registrations, those
+       of live sessions that write, are never touched.
+    """
+    keys = command.read_keys(t).keys
+    if key not in keys:
+        raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} is not registered")
+    if victim not in keys:
+        return f"{prm.format_key(victim)} not registered", "absent"
+    try:
+        return preempt_through(t, d, key, victim, rtype)
+    except ReservationConflict:
+        pass
+    command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key)
+    keys = command.read_keys(t).keys
+    if keys.count(key) < 2:
+        with contextlib.suppress(ScsiError):  # undo: we were removed before registering
+            command.pr_out(t, Out.REGISTER, key, 0)
+        raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed while "
+                            "this node was fencing")
+    if victim not in keys:
+        outcome = (f"{prm.format_key(victim)} not registered", "absent")
+        victim_held = False
+    else:
+        victim_held = command.read_reservation(t).key == victim
+        try:
+            outcome = preempt_through(t, d, key, victim, rtype)
+        except ReservationConflict:
+            raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed "
+                                "while this node was fencing") from None
+    if not victim_held:
+        try:
+            command.pr_out(t, Out.REGISTER, key, 0)
+        except ReservationConflict:
+            raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed "
+                                "while this node was fencing") from None
+    return outcome
+
+
+# -- one path: is our key there, and put it back ---------------------------------------------
+def key_on_path(p: Path, key: int) -> bool:
+    """Whether the nexus of ``p`` is registered with ``key``: REGISTER with ``key`` as both
+    the old and the new key succeeds only through a nexus registered with it and changes
+    nothing else; RESERVATION CONFLICT means it is not. A path fault raises PathFaulted
+    (and marks the path failed)."""
+    try:
+        p.attempt(lambda p: command.pr_out(p.transport(), Out.REGISTER, key, key))
+    except ReservationConflict:
+        return False
+    return True
+
+
+def register_path(p: Path, key: int) -> None:
+    """REGISTER AND IGNORE EXISTING KEY through one path; PathFaulted on a path fault,
+    and an unexpected refusal marks the path failed too."""
+    try:
+        p.attempt(lambda p: command.pr_out(p.transport(),
+                                           Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key))
+    except ScsiError as err:
+        p.fail(_refusal_fault(err))
+        raise PathFaulted(p.name, _refusal_fault(err)) from err
+
+
 # -- reads ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LunStatus:
@@ -339,7 +527,7 @@ def read_status(disks: list[Disk], *, full: bool = False) -> Outcome:
         if full:
             try:
                 fs = command.read_full_status(t)
-            except IllegalRequest:
+            except (IllegalRequest, prm.ResponseError):  # optional: keys + holder suffice
                 fs = None
         return "read", LunStatus(keys.keys, keys.generation, res, fs)
 
@@ -351,7 +539,12 @@ def write_probe(disks: list[Disk], lba: int, payload: bytes) -> Outcome:
     CONFLICT for a fenced node). Never used by the agents on user data."""
 
     def fn(d: Disk, p: Path) -> tuple[str, Any]:
-        command.write_block(p.transport(), lba, payload.ljust(512, b"\0")[:512])
+        try:
+            command.write_block(p.transport(), lba, payload.ljust(512, b"\0")[:512])
+        except ReservationConflict as err:
+            # the answer this probe looks for: as a verdict (no command attached), so the
+            # fault classification does not take the path for a failed one
+            raise ReservationConflict(err.status, None, str(err)) from err
         return f"wrote LBA {lba}", None
 
     return _single("write", disks, fn)

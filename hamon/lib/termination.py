@@ -96,18 +96,13 @@ class Decision:
                            "failed": [asdict(p) for p in f.failed]} for f in self.failures]}
 
 
-def _code(reason: str) -> str:
-    r = reason.lower()
-    if "no such" in r or "cannot open" in r or "not found" in r:
-        return DetailsCode.OPEN
-    return DetailsCode.IO_ERR
-
-
 def failures_of(disks: list[Disk]) -> list[DiskFailure]:
-    """The disks with at least one failed path, from their recorded path states."""
+    """The disks with at least one failed path, from their recorded path states (each
+    failed path with the details code of its fault, :mod:`hamon.lib.faults`)."""
     out = []
     for d in disks:
-        failed = tuple(FailedPath(d.path_label(p), p.name, p.reason, _code(p.reason))
+        failed = tuple(FailedPath(d.path_label(p), p.name, p.reason,
+                                  p.code or DetailsCode.IO_ERR)
                        for p in d.paths if p.state is PathState.FAILED)
         if failed:
             out.append(DiskFailure(d.name, str(d.kind), d.wwid, len(d.paths), failed))

@@ -535,7 +535,9 @@ def test_defaults_follow_the_fence_agents_derivation():
     assert s.key == 0x1234
 
 
-def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path):
+def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path, captured):
+    """ILLEGAL REQUEST to READ KEYS on every path: each path ended the command abnormally
+    (IOCTL: the device does not do persistent reservations), so every path failed."""
     st = Storage()
     n1, _ = two_nodes(tmp_path, st)
     assert n1.start() == 0
@@ -549,7 +551,10 @@ def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path
     try:
         a = n1.agent()
         assert a.monitor() == ExitStatus.ERR_GENERIC
-        assert "cannot read the reservation" in a.reason
+        assert a.reason.startswith("every path of") and a.reason.endswith("failed")
+        assert ids(captured).count("KAMN725-W") == 2 and "KAMN726-E" in ids(captured)
+        assert all("details code = IOCTL" in m.text for m in captured
+                   if m.full_id == "KAMN725-W")
     finally:
         st.lun[1]._pr_in = real  # type: ignore[method-assign]
 

@@ -252,6 +252,9 @@ def test_fence_and_engine_preempt_share_one_fallback_memory():
     f.fence(N1, N2)
     disks = f.disks(N1.initiator)
     unfence(arr, "node2")
+    # the fence removed the registration it made for its own session (no pile-up): the
+    # unguarded engine preempt needs it registered again
+    assert rsv.register(disks, N1.key).ok
     assert rsv.preempt(disks, N1.key, N2.key, RT.WRITE_EXCLUSIVE_REGISTRANTS_ONLY).ok
     f.close()
     assert all(arr.pr_out_by("node1")[i].count(Out.PREEMPT_AND_ABORT) == 1 for i in arr.luns)

@@ -46,7 +46,7 @@ def run(
     busy = 0
     while True:
         result = transport.execute(cdb, data_out, data_in_len, timeout)
-        err = error_for(result.status, result.sense, what or transport.path)
+        err = error_for(result.status, result.sense, what or transport.path, cdb)
         if err is None:
             answer.data = result.data
             return answer
@@ -100,9 +100,32 @@ def pr_out(
 
 
 def _pr_in(t: Transport, action: pr.PrInServiceAction) -> bytes:
+    """One whole PR IN response, never a cut one.
+
+    The first read allows DEFAULT_ALLOC_LEN bytes. When the header's ADDITIONAL LENGTH
+    says the list is longer (more than 1022 registrations), it is read again with the
+    length asked for. A response shorter than both what it claims and what was allowed
+    is malformed, and a list longer than one PR IN can carry cannot be read whole: both
+    are ResponseError, which the fault classification counts as a path fault. A key past
+    the cut must never read as "absent": a fence would report success while the victim
+    is still registered.
+    """
     label = action.name.replace("_", " ")
-    return run(t, pr.pr_in_cdb(action), data_in_len=pr.DEFAULT_ALLOC_LEN,
-               what=f"{t.path}: PERSISTENT RESERVE IN {label}").data
+    alloc = pr.DEFAULT_ALLOC_LEN
+    while True:
+        data = run(t, pr.pr_in_cdb(action, alloc), data_in_len=alloc,
+                   what=f"{t.path}: PERSISTENT RESERVE IN {label}").data
+        need = pr.response_length(action, data)
+        if need <= len(data):
+            return data[:need]
+        if len(data) < alloc:
+            raise pr.ResponseError(f"{t.path}: PERSISTENT RESERVE IN {label}: the target "
+                                   f"sent {len(data)} bytes of a {need}-byte response")
+        if alloc >= pr.MAX_ALLOC_LEN:
+            raise pr.ResponseError(f"{t.path}: PERSISTENT RESERVE IN {label}: the response "
+                                   f"is {need} bytes, more than one command can return "
+                                   f"({pr.MAX_ALLOC_LEN}); too many registrations")
+        alloc = min(need, pr.MAX_ALLOC_LEN)
 
 
 def read_keys(t: Transport) -> pr.Keys:

@@ -14,10 +14,15 @@ from hamon.lib.scsi.status import Status, status_name
 class ScsiError(Exception):
     """The target answered with a status other than GOOD."""
 
-    def __init__(self, status: int, sense: Sense | None = None, what: str = "") -> None:
+    def __init__(self, status: int, sense: Sense | None = None, what: str = "",
+                 cdb: bytes = b"") -> None:
         self.status = status
         self.sense = sense
         self.what = what
+        #: The command that got this answer (empty when the engine itself raised it as a
+        #: verdict, e.g. "our key is not registered"): the fault classification needs to
+        #: know whether RESERVATION CONFLICT came from PR OUT (an answer) or not (a fault).
+        self.cdb = bytes(cdb)
         detail = status_name(status)
         if sense is not None:
             detail += f" ({sense})"
@@ -71,7 +76,8 @@ _BY_SENSE_KEY: dict[int, type[CheckCondition]] = {
 }
 
 
-def error_for(status: int, sense_bytes: bytes, what: str = "") -> ScsiError | None:
+def error_for(status: int, sense_bytes: bytes, what: str = "",
+              cdb: bytes = b"") -> ScsiError | None:
     """The exception for a (status, sense) answer, or None when the answer is GOOD.
 
     CONDITION MET counts as GOOD. A CHECK CONDITION whose sense cannot be decoded is still
@@ -80,15 +86,15 @@ def error_for(status: int, sense_bytes: bytes, what: str = "") -> ScsiError | No
     if status in (Status.GOOD, Status.CONDITION_MET):
         return None
     if status == Status.RESERVATION_CONFLICT:
-        return ReservationConflict(status, None, what)
+        return ReservationConflict(status, None, what, cdb)
     if status in (Status.BUSY, Status.TASK_SET_FULL):
-        return Busy(status, None, what)
+        return Busy(status, None, what, cdb)
     if status == Status.TASK_ABORTED:
-        return TaskAborted(status, None, what)
+        return TaskAborted(status, None, what, cdb)
     if status == Status.CHECK_CONDITION:
         try:
             sense = parse_sense(sense_bytes)
         except SenseFormatError:
-            return CheckCondition(status, None, what)
-        return _BY_SENSE_KEY.get(sense.key, CheckCondition)(status, sense, what)
-    return ScsiError(status, None, what)
+            return CheckCondition(status, None, what, cdb)
+        return _BY_SENSE_KEY.get(sense.key, CheckCondition)(status, sense, what, cdb)
+    return ScsiError(status, None, what, cdb)

@@ -14,8 +14,11 @@ PERSISTENT_RESERVE_OUT = 0x5F
 
 #: Basic PR OUT parameter list length (no TransportIDs).
 PR_OUT_PARAM_LEN = 24
-#: Allocation length for PR IN: big enough for 1000+ keys, within one iSCSI burst.
+#: Allocation length of the first PR IN: 1022 keys, within one iSCSI burst. A longer
+#: list is read again with the length its header asks for (see command.pr_in).
 DEFAULT_ALLOC_LEN = 8192
+#: PR IN's ALLOCATION LENGTH field is two bytes: the most one command can return.
+MAX_ALLOC_LEN = 0xFFFF
 SCOPE_LU = 0
 
 
@@ -191,6 +194,18 @@ class FullStatus:
     entries: tuple[FullStatusEntry, ...]
 
 
+def response_length(action: PrInServiceAction, data: bytes) -> int:
+    """The whole length a PR IN response says it has: 8 + ADDITIONAL LENGTH, or for
+    REPORT CAPABILITIES its two-byte LENGTH."""
+    if action is PrInServiceAction.REPORT_CAPABILITIES:
+        if len(data) < 2:
+            raise ResponseError(f"REPORT CAPABILITIES response of {len(data)} bytes")
+        return struct.unpack_from(">H", data)[0]
+    if len(data) < 8:
+        raise ResponseError(f"PR IN response of {len(data)} bytes has no 8-byte header")
+    return 8 + struct.unpack_from(">I", data, 4)[0]
+
+
 def _header(data: bytes) -> tuple[int, bytes, bool]:
     if len(data) < 8:
         raise ResponseError(f"PR IN response of {len(data)} bytes has no 8-byte header")
@@ -200,7 +215,14 @@ def _header(data: bytes) -> tuple[int, bytes, bool]:
 
 
 def parse_read_keys(data: bytes) -> Keys:
+    """READ KEYS. ``truncated``: the list goes on past ``data`` (the caller must read
+    again with a larger allocation; :func:`hamon.lib.scsi.command.read_keys` does). A
+    list whose length is not whole keys is malformed: ResponseError."""
     generation, body, truncated = _header(data)
+    add_len = struct.unpack_from(">I", data, 4)[0]
+    if add_len % 8:
+        raise ResponseError(f"READ KEYS reports an ADDITIONAL LENGTH of {add_len} bytes, "
+                            "not a whole number of 8-byte keys")
     n = len(body) // 8
     keys = struct.unpack_from(f">{n}Q", body) if n else ()
     return Keys(generation, tuple(keys), truncated)

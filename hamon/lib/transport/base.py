@@ -34,6 +34,10 @@ class PathTimeout(PathError):
     """No answer within the command's time bound."""
 
 
+class OpenError(PathError):
+    """The device could not be opened at all (HA Monitor's details code OPEN)."""
+
+
 @dataclass
 class Transport(abc.ABC):
     """One I_T nexus to one LUN. Open lazily, close explicitly (or use ``with``)."""

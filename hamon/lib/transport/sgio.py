@@ -38,7 +38,13 @@ import stat
 import threading
 from dataclasses import dataclass, field
 
-from hamon.lib.transport.base import CommandResult, PathError, PathTimeout, Transport
+from hamon.lib.transport.base import (
+    CommandResult,
+    OpenError,
+    PathError,
+    PathTimeout,
+    Transport,
+)
 
 SG_IO = 0x2285
 SG_INTERFACE_ID = ord("S")
@@ -179,22 +185,22 @@ def open_device(path: str) -> int:
     try:
         fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise PathError(path, "no such device: check the name; a path that was removed "
+        raise OpenError(path, "no such device: check the name; a path that was removed "
                         f"(e.g. a failed iSCSI session) disappears from /dev; {_DEVICE_HINT}"
                         ) from None
     except PermissionError:
-        raise PathError(path, "permission denied: SG_IO needs root (or CAP_SYS_RAWIO and "
+        raise OpenError(path, "permission denied: SG_IO needs root (or CAP_SYS_RAWIO and "
                         "write access to the device node)") from None
     except IsADirectoryError:
-        raise PathError(path, f"is a directory, not a device: {_DEVICE_HINT}") from None
+        raise OpenError(path, f"is a directory, not a device: {_DEVICE_HINT}") from None
     except OSError as err:
-        raise PathError(path, f"cannot open: {_errno_text(err.errno)}{_gone_hint(err.errno)}"
+        raise OpenError(path, f"cannot open: {_errno_text(err.errno)}{_gone_hint(err.errno)}"
                         ) from None
     mode = os.fstat(fd).st_mode
     if not (stat.S_ISBLK(mode) or stat.S_ISCHR(mode)):
         os.close(fd)
         kind = "a regular file" if stat.S_ISREG(mode) else "not a device"
-        raise PathError(path, f"is {kind}, not a block or SCSI generic device: "
+        raise OpenError(path, f"is {kind}, not a block or SCSI generic device: "
                         f"{_DEVICE_HINT}")
     return fd
 
