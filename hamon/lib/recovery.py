@@ -27,6 +27,7 @@ harmful mistake in this procedure.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -227,7 +228,8 @@ def summarize(entry: dict[str, Any]) -> str:
                 f"{entry.get('verdict', '?')}")
     if kind == "cancel":
         holders = ", ".join(str(d.get("holder")) for d in entry_disks(entry))
-        forced = " with --force" if entry.get("forced") else ""
+        overrides = entry.get("overrides") or (["--force"] if entry.get("forced") else [])
+        forced = f" with {', '.join(map(str, overrides))}" if overrides else ""
         return f"{when} reservation cancelled by {entry.get('node') or '?'}{forced} " \
                f"(previous holder {holders or '-'})"
     return f"{when} {kind}"
@@ -488,12 +490,25 @@ def _holder_lines(disks: list[DiskNow], nodes: Sequence[str]) -> list[str]:
     return out
 
 
+def _left_by(disks: list[DiskNow], key: int | None) -> list[str]:
+    """The disks that, read now, still hold ``key``'s registration or reservation (a
+    disk that cannot be read counts: nothing says it was released)."""
+    if key is None:
+        return []
+    out = []
+    for d in disks:
+        r = d.reservation
+        if r is None or key in r.keys or (r.held and r.key == key):
+            out.append(d.disk)
+    return out
+
+
 def _step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
            termination: str, unknown_why: str) -> Step:
     e = sel.entry
     holders = _holder_lines(disks, nodes)
     cancels = [x for x in sel.later if x.get("kind") == "cancel"]
-    cancel_cmd = [f"hamon reservation cancel {d.disk}" for d in disks
+    cancel_cmd = [f"hamon reservation cancel {shlex.quote(d.disk)}" for d in disks
                   if d.reservation is None or d.reservation.held]
     failed_node = str(e.get("node")) if e else None
     failed_key = keymod.key_for_node(failed_node) if failed_node else None
@@ -509,10 +524,17 @@ def _step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
                         f"the failure happened while {phase}, not while the active server "
                         f"was terminating: no OS termination left a reservation behind; "
                         f"{what}", holders)
-        if verdict != "terminate-os":
+        left = _left_by(disks, failed_key)
+        if verdict != "terminate-os" and not left:
             return Step(4, TITLES[4], Applies.NO,
                         "only some paths failed: the termination completed and the OS "
-                        "kept running, so nothing was left reserved", holders)
+                        "kept running, and the disk, read now, holds nothing of "
+                        f"{failed_node}'s", holders)
+        if verdict != "terminate-os":
+            # the stop could not release (it failed, so Pacemaker escalated): what is on
+            # the disk now decides, as after an OS termination
+            holders = [*holders, *(f"{d}: the stop of {failed_node} left its key there"
+                                   for d in left)]
     if cancels:
         return Step(4, TITLES[4], Applies.DONE, f"cancelled already: {summarize(cancels[-1])}",
                     holders)

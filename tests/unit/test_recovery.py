@@ -377,8 +377,20 @@ def test_step4_other_phases_leave_nothing_reserved(tmp_path, phase):
 def test_step4_some_paths_failed_termination_completed(tmp_path):
     sel = sel_for(tmp_path, ("failure", failure("normal", verdict="continue", failed=1)))
     s4 = recovery.build(sel, [dmmp_now(("/dev/sdb", "failed", True),
-                                       ("/dev/sdc", "up", False))]).step(4)
+                                       ("/dev/sdc", "up", False), holder=None,
+                                       keys=())]).step(4)
     assert s4.applies is Applies.NO and "only some paths failed" in s4.why
+
+
+def test_step4_some_paths_failed_but_the_key_is_still_held_is_not_nothing(tmp_path):
+    """Issue 10: a stop whose live path refused PR OUT left the reservation held; recover
+    must not say 'nothing was left reserved' while the disk, read now, says otherwise."""
+    sel = sel_for(tmp_path, ("failure", failure("normal", verdict="continue", failed=1)))
+    s4 = recovery.build(sel, [dmmp_now(("/dev/sdb", "failed", True),
+                                       ("/dev/sdc", "up", False))]).step(4)
+    assert s4.applies is Applies.YES and "normal termination" in s4.why
+    assert any("left its key there" in d for d in s4.details)
+    assert s4.suggested == [f"hamon reservation cancel {MPATH}"]
 
 
 def test_step4_done_after_a_later_cancel(tmp_path):
