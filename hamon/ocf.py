@@ -200,7 +200,8 @@ def handle(action: str, ocf: ModuleType, env: dict[str, str] | None = None) -> i
     agent = DiskAgent(settings, env=env)
     try:
         if action == "start":
-            rc = agent.start()
+            # a name that is not a shared disk here: OCF_ERR_INSTALLED, never a retry
+            rc = agent.check_devices(missing_ok=True) or agent.start()
         elif action == "stop":
             rc = agent.stop()
         elif action == "monitor":

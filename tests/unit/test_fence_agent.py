@@ -222,7 +222,7 @@ def test_unexpected_errors_are_one_line_without_traceback(run, arr, monkeypatch)
     (["-k", "0"], "key: reservation key 0 is not allowed"),
     (["-k", "xyz"], "not 1 to 16 hex digits"),
     (["--iscsi-initiator", "iqn.a iqn.b"], "not one iSCSI name"),
-    (["--scsi-timeout", "0"], "scsi_timeout: must be more than 0"),
+    (["--scsi-timeout", "0"], "scsi_timeout '0': seconds, 1 to 300"),
 ])
 def test_validate_all_rejects_bad_options_with_one_line(run, extra, message):
     rc, out, err = run.cli("validate-all", *extra, node="node2")
