@@ -14,8 +14,10 @@ the sentence, not the stack.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -24,9 +26,10 @@ from typing import Any, NoReturn
 from hamon.lib import config, failback, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
+from hamon.lib.devcheck import check_device
 from hamon.lib.disk import DeviceError, Disk, Resolver, run_parallel, split_operands
-from hamon.lib.identity import default_initiator, local_node_name
-from hamon.lib.journal import Journal, Record
+from hamon.lib.identity import check_iscsi_name, default_initiator, local_node_name
+from hamon.lib.journal import Journal, JournalError, Record
 from hamon.lib.messages import emit
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.transport.base import PathError
@@ -53,8 +56,22 @@ def _node(args: argparse.Namespace) -> str:
     return args._node_name
 
 
-def _disks(args: argparse.Namespace) -> list[Disk]:
+def _operands(args: argparse.Namespace) -> list[str]:
+    """The device operands, each one a possible shared disk (exit 2 naming it if not)."""
     operands = [o for d in args.device for o in split_operands(d)]
+    if not operands:
+        raise CliError("no device named; give /dev/sdX, /dev/mapper/NAME, ... or "
+                       "iscsi:// URLs", EXIT_USAGE)
+    for op in operands:
+        try:
+            check_device(op, "this node")
+        except DeviceError as err:
+            raise CliError(str(err), EXIT_USAGE) from None
+    return operands
+
+
+def _disks(args: argparse.Namespace) -> list[Disk]:
+    operands = _operands(args)
     try:
         return _resolver(args).resolve(operands)
     except DeviceError as err:
@@ -72,6 +89,9 @@ def _journal(args: argparse.Namespace) -> tuple[Journal, list[Record]]:
     j = Journal(args.journal)
     try:
         return j, j.records()
+    except JournalError as err:  # a FIFO, a device, a directory, too large: wrong name
+        raise CliError(f"{j.path}: cannot read the journal: {err.strerror}; give the "
+                       "journal file (--journal FILE)", EXIT_USAGE) from None
     except OSError as err:
         raise CliError(f"{j.path}: cannot read the journal: {err.strerror}") from None
 
@@ -329,6 +349,11 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
                my_key: int, nodes: list[str], online: set[str], forced: bool,
                explicit: dict[int, str]) -> int:
     me = _node(args)
+    # What overrode hamon's own judgement, journalled as forced: --force over a refusal,
+    # and --nodes-online over the cluster's word on who is alive.
+    overrides = (["--force"] if forced else []) + (
+        [f"--nodes-online {','.join(sorted(online)) or '(none)'}"]
+        if args.nodes_online is not None else [])
     rows: list[dict[str, Any]] = []
     failed = False
     for disk, st in plan:
@@ -356,23 +381,25 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
         if my_key in st.keys:  # CLEAR took this node's own registration too: restore it
             again = rsv.register([disk], my_key)
             row["reregistered"] = again.ok
-        dropped = sorted({n for n in online if keymod.key_for_node(n) in st.keys}
-                         | {n for k, n in explicit.items() if k in st.keys and n in online}
-                         - {me})
+        dropped = sorted(({n for n in online if keymod.key_for_node(n) in st.keys}
+                          | {n for k, n in explicit.items() if k in st.keys and n in online})
+                         - ({me} if row.get("reregistered") else set()))
         row["dropped_live_registrations"] = dropped
         holder = recovery.describe_key(res.key, nodes, explicit)
         emit("KAMN953", device=disk.name, holder=holder,
-             by=f"{me} (--force)" if forced else me)
+             by=f"{me} ({', '.join(overrides)})" if overrides else me)
         rows.append(row)
     cancelled = [r for r in rows if r.get("result") == "cancelled"]
     journal_error = None
     if cancelled:
         try:
-            Journal(args.journal).append("cancel", node=me, forced=forced, disks=cancelled)
+            Journal(args.journal).append("cancel", node=me, forced=bool(overrides),
+                                         overrides=overrides, disks=cancelled)
         except OSError as err:
             journal_error = f"the journal could not be updated: {err.strerror}"
     if args.json:
-        _print_json({"disks": rows, "forced": forced, "journal_error": journal_error})
+        _print_json({"disks": rows, "forced": bool(overrides), "overrides": overrides,
+                     "journal_error": journal_error})
     else:
         for row in rows:
             if row["result"] == "nothing to cancel":
@@ -383,7 +410,7 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
                       f"{row['type']}; cleared through {row['via']})")
                 for n in row["dropped_live_registrations"]:
                     print(f"  note: the registration of live node {n} was cleared too; "
-                          f"restore it with: stonith_admin --unfence {n}")
+                          f"restore it with: stonith_admin --unfence {shlex.quote(n)}")
             else:
                 print(f"{row['disk']}: {row['result']}")
     if journal_error:
@@ -603,8 +630,8 @@ def _present(args: argparse.Namespace, plan: recovery.Plan) -> int:
     if any(not r.ok for r in results):
         raise CliError(f"{sum(not r.ok for r in results)} of {len(results)} failback "
                        "command(s) failed; see above")
-    print("Check the paths: hamon paths " + " ".join(dict.fromkeys(
-        c.disk for c in commands)))
+    print("Check the paths: " + shlex.join(["hamon", "paths", *dict.fromkeys(
+        c.disk for c in commands)]))
     return EXIT_OK
 
 
@@ -658,6 +685,29 @@ def cmd_check_disk(args: argparse.Namespace) -> int:
 
 
 # -- the parser ----------------------------------------------------------------------------
+TIMEOUT_MIN, TIMEOUT_MAX = 1, 300
+
+
+def _seconds(text: str) -> float:
+    """--timeout: a finite number of seconds in range (nan, inf, 0, 1e300 never reach a
+    transport, where they would make a bound that is none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not TIMEOUT_MIN <= value <= TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, {TIMEOUT_MIN} to "
+                                         f"{TIMEOUT_MAX}")
+    return value
+
+
+def _iscsi_name(text: str) -> str:
+    try:
+        return check_iscsi_name(text, "initiator")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("initiator: ")) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), like every other error."""
 
@@ -682,12 +732,14 @@ def _common(top: bool) -> argparse.ArgumentParser:
     c = argparse.ArgumentParser(add_help=False)
     c.add_argument("--json", action="store_true", default=d(False),
                    help="machine-readable output")
-    c.add_argument("--initiator", default=d(None), help="iSCSI initiator name for "
-                   "iscsi:// devices (default: derived from the node name)")
+    c.add_argument("--initiator", default=d(None), type=_iscsi_name,
+                   help="iSCSI initiator name for iscsi:// devices (default: derived from "
+                   "the node name)")
     c.add_argument("--node", default=d(None),
                    help="this node's cluster name (default: crm_node -n)")
-    c.add_argument("--timeout", type=float, default=d(10.0),
-                   help="seconds per SCSI command (default 10)")
+    c.add_argument("--timeout", type=_seconds, default=d(10.0),
+                   help=f"seconds per SCSI command, {TIMEOUT_MIN} to {TIMEOUT_MAX} "
+                   "(default 10)")
     c.add_argument("--nodes", default=d(None),
                    help="comma list of node names, to name key owners")
     return c
@@ -760,11 +812,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Exit status when the reader of stdout went away (``hamon keys DEV | head``): 128 +
+#: SIGPIPE, what a shell reports for ``cat``/``yes`` in the same place, so that a script
+#: with ``set -o pipefail`` sees a cut output as it sees any other tool's.
+EXIT_BROKEN_PIPE = 141
+
+
+def _quiet_broken_pipe() -> int:
+    """stdout's reader is gone: no message (there is nobody to read it; stderr may be
+    the same pipe), and stdout pointed at /dev/null so that the interpreter's final
+    flush does not raise again."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        args = parser.parse_args(argv)
+        rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return rc
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except CliError as err:
         print(f"hamon: {err}", file=sys.stderr)
         return err.code

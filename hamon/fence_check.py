@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import stat
 import sys
 import time
 
@@ -83,16 +84,41 @@ def default_resolver(initiator: str, timeout: float) -> Resolver:
     return Resolver(initiator=initiator, timeout=timeout, iscsi_opener=open_iscsi)
 
 
+#: The state file is a few hundred bytes; a larger one is not ours.
+STATE_MAX = 1024 * 1024
+STATE_TIMEOUT_MAX = 300.0
+
+
+def _read_state(path: str) -> str:
+    """The state file's text: a regular file, not through a symlink, bounded, opened
+    without blocking (a FIFO planted there must not hang the watchdog)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise ValueError("not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(STATE_MAX + 1)
+    if len(raw) > STATE_MAX:
+        raise ValueError("too large to be the state file")
+    return raw.decode()
+
+
 def check(state_file: str, *, retries: int = 0, retry_sleep: float = 1.0,
           resolver_factory=None) -> int:  # type: ignore[no-untyped-def]
     """0 = keep running, 2 = fenced (see module doc). Never raises."""
     try:
-        with open(state_file) as f:
-            state = json.load(f)
+        state = json.loads(_read_state(state_file))
         devices = list(state["devices"])
         key = parse_key(state["key"])
         initiator = str(state["initiator"])
         timeout = float(state.get("scsi_timeout", DEFAULT_SCSI_TIMEOUT))
+        if not 0 < timeout <= STATE_TIMEOUT_MAX:  # nan, inf, 1e300: no bound at all
+            raise ValueError(f"scsi_timeout {timeout!r} out of range")
     except FileNotFoundError:
         log.debug("%s: not unfenced yet, nothing to check", state_file)
         return EXIT_OK

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -103,6 +104,33 @@ class Configured:
         for s in self.sources:
             seen.extend(o for o in s.operands if o not in seen)
         return seen
+
+
+#: The largest disks file read (bytes): a few hundred lines are a few kB; more is not a
+#: disks file (``--disks-file /dev/zero``) and must not fill memory.
+MAX_DISKS_FILE = 1024 * 1024
+
+
+def read_bounded(path: str, limit: int = MAX_DISKS_FILE) -> str:
+    """A regular file's text, at most ``limit`` bytes; ConfigError for a FIFO, a device,
+    a directory or a larger file (opened without blocking: a FIFO never hangs us)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        raise ConfigError(f"{path}: not a regular file; give the disks file")
+    with os.fdopen(fd, "rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ConfigError(f"{path}: larger than {limit // 1024} kB: not a disks file")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not text ({err.reason} at byte {err.start})") from None
 
 
 def disks_file_path() -> str:
@@ -211,8 +239,7 @@ def configured_disks(disks_file: str | None = None, *, cib: bool = True,
             conf.notes.append(f"CIB not read: {_first_line(err) or f'cibadmin exit {rc}'}")
     path = disks_file or disks_file_path()
     try:
-        with open(path) as f:
-            text = f.read()
+        text = read_bounded(path)
     except FileNotFoundError:
         if disks_file:  # named explicitly: its absence is a mistake worth saying
             raise ConfigError(f"{path}: no such file") from None

@@ -166,9 +166,21 @@ def subscribe(fn: Callable[[Message], None]) -> Callable[[], None]:
     return lambda: _listeners.remove(fn) if fn in _listeners else None
 
 
+def _printable(text: str) -> str:
+    """Control and other non-printable characters as visible escapes (``\\x0a``): a
+    field (an alias, a device name from the configuration) must never start a line of
+    its own in the log, where it could pass for a KAMN message hamon did not issue."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else
+                   (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+                   for c in text)
+
+
 def format_message(msg_id: str, **fields: object) -> Message:
     d = CATALOG[msg_id]
-    values = {k: ("-" if v is None or v == "" else str(v)) for k, v in fields.items()}
+    values = {k: ("-" if v is None or v == "" else _printable(str(v)))
+              for k, v in fields.items()}
     text = d.template.format_map(_Default(values))
     return Message(d.id, d.severity, text, values,
                    datetime.now(UTC).isoformat(timespec="seconds"))

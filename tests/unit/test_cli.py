@@ -361,7 +361,7 @@ def test_recover_unknown_device_not_recorded_is_usage_error(san, capsys):
 
 def test_recover_unreadable_journal(san, tmp_path, capsys):
     rc, _, err = run(capsys, "recover", "--journal", str(tmp_path))  # a directory
-    assert rc == 1 and "cannot read the journal" in one_line(err)
+    assert rc == 2 and "cannot read the journal: not a regular file" in one_line(err)
 
 
 # -- reservation cancel --------------------------------------------------------------------
@@ -384,9 +384,12 @@ def test_cancel_stale_key_of_a_dead_node(san, tmp_path, capsys, emitted):
     assert keys == [K1, K1]  # node2's key gone; node1's own registration restored
     (m,) = [m for m in emitted if m.id == "KAMN953"]
     assert m.full_id == "KAMN953-W" and m.fields["holder"] == f"0x{K2:x} (node2)"
-    assert m.fields["by"] == "node1" and m.fields["device"] == san.url(1, 1)
+    # --nodes-online overrode the cluster's word on who is alive: that is on record
+    assert m.fields["by"] == "node1 (--nodes-online node1)"
+    assert m.fields["device"] == san.url(1, 1)
     (e,) = journal(tmp_path).entries("cancel")
-    assert e["node"] == "node1" and e["forced"] is False
+    assert e["node"] == "node1" and e["forced"] is True
+    assert e["overrides"] == ["--nodes-online node1"]
     assert e["disks"][0]["holder_node"] == "node2" and e["disks"][0]["reregistered"]
 
 
