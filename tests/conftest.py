@@ -6,17 +6,45 @@ import os
 import pytest
 
 
+def _no_skip() -> bool:
+    return os.environ.get("HAMON_NO_SKIP") == "1"
+
+
+def _reason(longrepr: object) -> str:
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 \
+        else str(longrepr)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """With HAMON_NO_SKIP=1 (./run-tests, CI) a skipped test is a failure.
+    """With HAMON_NO_SKIP=1 (./run-tests, CI) a skipped test is a failure, and so is an
+    xfail (failing as expected, or passing unexpectedly): neither has shown what it claims.
 
     A real tier that skips because tgtd, Pacemaker or QEMU is missing has not passed;
     the run must install and start what it needs.
     """
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("HAMON_NO_SKIP") == "1" and report.skipped and not hasattr(
-            report, "wasxfail"):
+    if not _no_skip():
+        return
+    if hasattr(report, "wasxfail"):
+        why = report.wasxfail
+        del report.wasxfail  # else the terminal reporter still counts it as x(fail|pass)
         report.outcome = "failed"
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.longrepr = f"skipped under HAMON_NO_SKIP=1: {reason}"
+        report.longrepr = f"xfail under HAMON_NO_SKIP=1: {why or 'no reason given'}"
+    elif report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped under HAMON_NO_SKIP=1: {_reason(report.longrepr)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """Module-level skips (``pytest.skip(allow_module_level=True)``, a failing
+    ``pytest.importorskip`` at import time) skip a whole file at collection, where the
+    hook above never sees them: under HAMON_NO_SKIP=1 they fail the collection."""
+    outcome = yield
+    report = outcome.get_result()
+    if _no_skip() and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (f"{collector.nodeid or collector.name}: skipped at collection "
+                           f"under HAMON_NO_SKIP=1: {_reason(report.longrepr)}")
