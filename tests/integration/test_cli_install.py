@@ -21,8 +21,7 @@ PY = "/usr/bin/python3"
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("make") is None:
-        pytest.skip("make not installed")
+    assert shutil.which("make"), "make is needed (tools/apt/base.txt installs it)"
     p = subprocess.run(["make", "-s", "-C", str(REPO), *args], capture_output=True,
                        text=True, timeout=120, check=False)
     assert p.returncode == 0, p.stderr
@@ -42,11 +41,9 @@ def test_staged_install_layout_and_uninstall(tmp_path: Path):
     assert "usr/lib/hamon/hamon/cli.py" in got
     assert "usr/lib/hamon/hamon/lib/recovery.py" in got
     assert (d / "usr/lib/python3/dist-packages/hamon.pth").read_text() == "/usr/lib/hamon\n"
-    # the agents, where Pacemaker looks, whichever are in this checkout
-    if (REPO / "agents/fence_hamon_scsi").exists():
-        assert "usr/sbin/fence_hamon_scsi" in got
-    if (REPO / "agents/ocf/hamon_disk").exists():
-        assert "usr/lib/ocf/resource.d/hamon/hamon_disk" in got
+    # both agents, where Pacemaker looks
+    assert "usr/sbin/fence_hamon_scsi" in got
+    assert "usr/lib/ocf/resource.d/hamon/hamon_disk" in got
     wrapper = (d / "usr/sbin/hamon").read_text()
     assert '_LIB = "/usr/lib/hamon"' in wrapper and "@HAMON_PYTHONPATH@" not in wrapper
     assert os.access(d / "usr/sbin/hamon", os.X_OK)
@@ -72,10 +69,10 @@ def test_relocated_install_runs_and_is_found(tmp_path: Path):
                        cwd=tmp_path, timeout=60, check=False)
     assert p.returncode == 0 and p.stdout.strip() == f"{t}/lib/hamon/hamon/cli.py", p.stderr
     # man finds the page
-    if shutil.which("man"):
-        p = subprocess.run(["man", "-w", "hamon"], capture_output=True, text=True,
-                           env={**env, "MANPATH": str(t / "usr/share/man")}, timeout=60,
-                           check=False)
-        assert p.stdout.strip() == f"{t}/usr/share/man/man8/hamon.8", p.stderr
+    assert shutil.which("man"), "man is needed (tools/apt/base.txt installs man-db)"
+    p = subprocess.run(["man", "-w", "hamon"], capture_output=True, text=True,
+                       env={**env, "MANPATH": str(t / "usr/share/man")}, timeout=60,
+                       check=False)
+    assert p.stdout.strip() == f"{t}/usr/share/man/man8/hamon.8", p.stderr
     make("uninstall", *dirs)
     assert files(t) == set()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -87,10 +88,10 @@ def test_man_page_renders_every_parameter_action_and_message():
         assert f"\\fB{name}\\fR" in page
     for m in CATALOG.values():
         assert m.full_id.replace("-", "\\-") in page
-    if subprocess.run(["which", "man"], capture_output=True).returncode == 0:
-        out = subprocess.run(["man", "-l", "-"], input=page, capture_output=True, text=True,
-                             env={"MANWIDTH": "80", "PATH": os.environ["PATH"]}, timeout=30)
-        assert "SUPPORTED PARAMETERS" in out.stdout and "KAMN726-E" in out.stdout
+    assert shutil.which("man"), "man is needed (tools/apt/base.txt installs man-db, groff)"
+    out = subprocess.run(["man", "-l", "-"], input=page, capture_output=True, text=True,
+                         env={"MANWIDTH": "80", "PATH": os.environ["PATH"]}, timeout=30)
+    assert "SUPPORTED PARAMETERS" in out.stdout and "KAMN726-E" in out.stdout, out.stderr
 
 
 def test_messages_md_lists_the_whole_catalog():
