@@ -483,6 +483,7 @@ class FaultProxy:
         self._threads: list[threading.Thread] = []
         self._rules_stamp: tuple | None = None
         self.connections_accepted = 0
+        self.reloads = 0  # rules files loaded (the guest's fault_set waits for this)
 
     # -- life --------------------------------------------------------------------
 
@@ -620,7 +621,7 @@ class FaultProxy:
             live = len(self._conns)
         return {"listen": self.portal, "target": self.target_portal, "commands": commands,
                 "faults": faults, "connections": live,
-                "connections_accepted": self.connections_accepted,
+                "connections_accepted": self.connections_accepted, "reloads": self.reloads,
                 "rules": [rule_to_dict(r) for r in self.rules()], "errors": self.errors}
 
     # -- internals ---------------------------------------------------------------
@@ -711,6 +712,7 @@ class FaultProxy:
             log.error("%s: %s", self.name, msg)
             return
         self.plan.replace(rules)
+        self.reloads += 1
         log.info("%s: %d rule(s) from %s", self.name, len(rules), self.rules_file)
         self._changed.set()
 

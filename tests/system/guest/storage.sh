@@ -375,3 +375,49 @@ wait_path() {
     _is() { path_state "$1" | grep -q "^$2 "; }
     wait_for "${3:-30}" _is "$1" "$2" || die "path $1 not $2 (now: $(path_state "$1"))"
 }
+
+# faultproxy_start PORTAL_INDEX [LISTEN]: tests/faultproxy.py (an iSCSI proxy that answers
+# chosen SCSI commands abnormally; README.md "Fault-injecting paths") in front of portal
+# PORTAL_INDEX of the target set up last, listening on LISTEN (default 127.0.0.<10+index>
+# with that portal's port). It takes the portal's place in $HAMON_RUN/targets, so the
+# logins that follow (node1_login, ...) go through it and paths_refresh still names its
+# paths P<index>. Rules: fault_set; counters: $HAMON_RUN/faults/P<index>.stats.json.
+faultproxy_start() {
+    _fi=$1; _flisten=${2:-}
+    [ -s "$HAMON_RUN/targets" ] || die "faultproxy_start: call lio_setup or tgt_setup first"
+    set -- $(tail -n 1 "$HAMON_RUN/targets")
+    _fhead="$1 $2 $3 $4"; shift 4
+    [ "$_fi" -lt "$#" ] || die "faultproxy_start: no portal $_fi (portals: $*)"
+    eval "_fport=\${$((_fi + 1))}"
+    [ -n "$_flisten" ] || _flisten=127.0.0.$((10 + _fi)):${_fport##*:}
+    _fd=$HAMON_RUN/faults
+    mkdir -p "$_fd"
+    : > "$_fd/P$_fi.json"
+    python3 "$HAMON_REPO/tests/faultproxy.py" --listen "$_flisten" --target "$_fport" \
+        --rules "$_fd/P$_fi.json" --stats "$_fd/P$_fi.stats.json" \
+        --ready "$_fd/P$_fi.ready" 2>> /hamon/faultproxy.log &
+    echo $! > "$_fd/P$_fi.pid"
+    wait_for 60 test -e "$_fd/P$_fi.ready" || die "faultproxy P$_fi: not listening on $_flisten (/hamon/faultproxy.log)"
+    wait_for 20 test -s "$_fd/P$_fi.stats.json" || die "faultproxy P$_fi: no counters file"
+    _fnew=$_fhead; _fj=0
+    for _p in "$@"; do
+        if [ "$_fj" = "$_fi" ]; then _fnew="$_fnew $_flisten"; else _fnew="$_fnew $_p"; fi
+        _fj=$((_fj + 1))
+    done
+    sed -i '$d' "$HAMON_RUN/targets"
+    echo "$_fnew" >> "$HAMON_RUN/targets"
+    log "faultproxy P$_fi: $_flisten -> $_fport"
+}
+
+# fault_set PORTAL_INDEX JSON: replace the rules of that portal's proxy (the rules-file
+# format of tests/faultproxy.py, e.g. '[{"kind": "check-condition", "opcode": "0x5e"}]';
+# '[]' clears) and wait until the proxy has loaded them.
+fault_set() {
+    _fs=$HAMON_RUN/faults/P$1.stats.json
+    _reloads() { sed -n 's/^ *"reloads": \([0-9]*\).*/\1/p' "$_fs" 2>/dev/null; }
+    _fr0=$(_reloads)
+    printf '%s\n' "$2" > "$HAMON_RUN/faults/P$1.json.tmp"
+    mv "$HAMON_RUN/faults/P$1.json.tmp" "$HAMON_RUN/faults/P$1.json"
+    _fault_loaded() { _fr=$(_reloads); [ -n "$_fr" ] && [ "$_fr" != "${_fr0:-}" ]; }
+    wait_for 20 _fault_loaded || die "fault_set P$1: rules not loaded (/hamon/faultproxy.log)"
+}
