@@ -48,3 +48,31 @@ def pytest_make_collect_report(collector):
         report.outcome = "failed"
         report.longrepr = (f"{collector.nodeid or collector.name}: skipped at collection "
                            f"under HAMON_NO_SKIP=1: {_reason(report.longrepr)}")
+
+
+@pytest.fixture(scope="session")
+def readable_checkout():
+    """A copy of this checkout's ``agents/`` and ``hamon/`` that user ``nobody`` can read.
+
+    ocf-tester runs meta-data as nobody, and a test does the same; from a checkout under
+    a 0700 directory (root's home, where root usually clones) nobody cannot read the
+    agent, so those runs use this copy: a fresh directory under /tmp, 0755, files 0644
+    (0755 for the executables), removed at the end of the session.
+    """
+    import shutil
+    import stat
+    import tempfile
+    from pathlib import Path
+
+    top = Path(__file__).resolve().parents[1]
+    root = Path(tempfile.mkdtemp(prefix="hamon-readable-"))
+    try:
+        for d in ("agents", "hamon"):
+            shutil.copytree(top / d, root / d, symlinks=False,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for p in [root, *root.rglob("*")]:
+            executable = p.is_dir() or p.stat().st_mode & stat.S_IXUSR
+            p.chmod(0o755 if executable else 0o644)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -25,14 +26,17 @@ needs_ra = pytest.mark.skipif(not Path("/usr/lib/ocf/lib/heartbeat/ocf.py").exis
                               reason="resource-agents is not installed")
 
 
-def run_agent(action: str, env: dict[str, str] | None = None,
-              user: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_agent(action: str, env: dict[str, str] | None = None, user: str | None = None,
+              agent: Path = AGENT) -> subprocess.CompletedProcess[str]:
+    """The agent as a process; as ``user`` through su (give ``agent`` a copy that user
+    can read: the readable_checkout fixture)."""
     base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf",
             "HAMON_NODE": "node1", **(env or {})}
-    argv = [PYTHON, str(AGENT), action]
+    argv = [PYTHON, str(agent), action]
     if user:
-        exports = " ".join(f"{k}='{v}'" for k, v in base.items())
-        argv = ["su", user, "-s", "/bin/sh", "-c", f"env {exports} {AGENT} {action}"]
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in base.items())
+        argv = ["su", user, "-s", "/bin/sh", "-c",
+                f"cd / && env {exports} {shlex.quote(str(agent))} {action}"]
     return subprocess.run(argv, env=base, capture_output=True, text=True, timeout=60,
                           check=False)
 
@@ -103,10 +107,11 @@ def test_messages_md_lists_the_whole_catalog():
 # -- the agent process ------------------------------------------------------------------------
 @needs_ra
 @pytest.mark.skipif(os.geteuid() != 0, reason="su needs root")
-def test_meta_data_works_as_nobody_as_ocf_tester_runs_it():
-    out = run_agent("meta-data", user="nobody")
+def test_meta_data_works_as_nobody_as_ocf_tester_runs_it(readable_checkout):
+    agent = readable_checkout / "agents" / "ocf" / "hamon_disk"
+    out = run_agent("meta-data", user="nobody", agent=agent)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith('<?xml version="1.0"?>')
+    assert out.stdout == (TOP / "metadata" / "hamon_disk.xml").read_text()
 
 
 @needs_ra
