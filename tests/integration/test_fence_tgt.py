@@ -20,6 +20,8 @@ import pytest
 from hamon.fence_core import FenceError, Fencer, Settings
 from hamon.lib import reservation as rsv
 from hamon.lib.keys import key_for_node
+from hamon.lib.scsi.errors import ReservationConflict
+from hamon.lib.scsi.status import Status
 from tests.integration.tgt import Tgt
 
 pytestmark = pytest.mark.integration
@@ -29,6 +31,7 @@ AGENT = REPO / "agents" / "fence_hamon_scsi"
 CHECK = REPO / "agents" / "fence_hamon_scsi_check"
 K1, K2 = key_for_node("node1"), key_for_node("node2")
 K = {"node1": K1, "node2": K2}
+WRITTEN, CONFLICT = "written", "RESERVATION CONFLICT"
 
 
 def agent(node: str, *args: str, timeout: float = 60,
@@ -59,8 +62,20 @@ class NodeIO:
         """Registered through these sessions, as unfencing registers a node's paths."""
         assert rsv.register(self.disks, self.me.key).ok
 
-    def writes(self) -> list[bool]:
-        return [r.ok for r in rsv.write_probe(self.disks, 3, self.node.encode()).results]
+    def writes(self) -> list[str]:
+        """One WRITE per LUN through this node's own sessions: ``written``, or
+        ``RESERVATION CONFLICT`` (status 0x18, what a fenced node must get), or any other
+        error named as it is: a dropped session is not a conflict."""
+        out = []
+        for r in rsv.write_probe(self.disks, 3, self.node.encode()).results:
+            if r.ok:
+                out.append(WRITTEN)
+            elif isinstance(r.error, ReservationConflict) and \
+                    r.error.status == Status.RESERVATION_CONFLICT:
+                out.append(CONFLICT)
+            else:
+                out.append(f"{type(r.error).__name__}: {r.error or r.detail}")
+        return out
 
     def close(self) -> None:
         self.fencer.close()
@@ -82,28 +97,28 @@ def test_unfence_fence_unfence_with_agent_processes(tgt_factory):
     try:
         io1.join()
         io2.join()
-        assert io1.writes() == io2.writes() == [True] * 3
+        assert io1.writes() == io2.writes() == [WRITTEN] * 3
         p = agent("node1", "-o", "status", "-n", "node2", "-d", devs)
         assert (p.returncode, p.stdout) == (0, "Status: ON\n")
 
         p = agent("node1", "-o", "off", "-n", "node2", "-d", devs)
         assert (p.returncode, p.stdout) == (0, "Success: Powered OFF\n"), p.stderr
-        assert io2.writes() == [False] * 3  # RESERVATION CONFLICT on every LUN
-        assert io1.writes() == [True] * 3
+        assert io2.writes() == [CONFLICT] * 3  # from node2's own, still open sessions
+        assert io1.writes() == [WRITTEN] * 3
         p = agent("node1", "-o", "status", "-n", "node2", "-d", devs)
         assert (p.returncode, p.stdout) == (2, "Status: OFF\n")
         assert all(K2 not in k for k in keys_on(tgt, [1, 2, 3]).values())
 
         p = agent("node2", "-o", "off", "-n", "node1", "-d", devs)  # the fenced one fights
         assert p.returncode == 1 and "has been fenced itself" in p.stderr
-        assert io1.writes() == [True] * 3
+        assert io1.writes() == [WRITTEN] * 3
 
         p = agent("node2", "-o", "on", "-n", "node2", "-d", devs)
         assert p.returncode == 0, p.stderr
         p = agent("node1", "-o", "status", "-n", "node2", "-d", devs)
         assert p.returncode == 0
         io2.join()  # its I/O path rejoins (on SPC-4 targets it is the same nexus)
-        assert io2.writes() == [True] * 3
+        assert io2.writes() == [WRITTEN] * 3
     finally:
         io1.close()
         io2.close()
@@ -238,12 +253,35 @@ def test_mutual_fencing_race_200_rounds_never_two_survivors(tgt_factory):
     assert wins["node1"] and wins["node2"], wins  # the race really went both ways
 
 
+#: The one outcome of a round other than "exactly one agent succeeded" that keeps the
+#: single-survivor invariant: both agents exited 1, yet every LUN holds exactly one of the
+#: two keys, the same key on every LUN (one node did fence the other, and its agent could
+#: not confirm it within its bound, so it said failure: Pacemaker retries the fence, which
+#: then reports success). A false "failed" is safe, a false "success" is not; it is
+#: bounded all the same, so that a regression that makes it common is seen.
+UNCONFIRMED = "fenced, both exited 1"
+UNCONFIRMED_MAX = 5
+
+
+def _single_survivor(surv: list[set[int]]) -> int | None:
+    """The one key left on every LUN (the same everywhere), or None."""
+    first = surv[0]
+    if len(first) == 1 and all(s == first for s in surv):
+        return next(iter(first))
+    return None
+
+
 def test_mutual_fencing_race_200_rounds_with_agent_processes(tgt_factory):
     """The race as Pacemaker runs it: two real agent processes (as two pacemaker-fenced
     would start them) run ``off`` against each other at the same moment, 200 rounds, on
-    4 LUNs x 2 paths, node2 listing the devices in the reverse order. Never two
-    successes; the winner's key alone is left, the same on every LUN (never node1 on one
-    LUN and node2 on another); the loser exits 1 saying it was fenced itself.
+    4 LUNs x 2 paths, node2 listing the devices in the reverse order.
+
+    Every round keeps the single-survivor invariant, read by an observer: exactly one of
+    the two keys on every LUN, the same one everywhere. Every round has exactly one
+    winner (exit 0, the survivor, "Success: Powered OFF"; the loser exits 1 saying it was
+    fenced itself), or else the one named outcome :data:`UNCONFIRMED`, at most
+    :data:`UNCONFIRMED_MAX` times. Never two successes, never a success whose key is not
+    the survivor, never both keys left, never a split.
 
     This is the issue's 200-round race at the integration tier on purpose: through the
     cluster tier (a split per round, Pacemaker's own timeouts) 200 rounds would take
@@ -253,7 +291,7 @@ def test_mutual_fencing_race_200_rounds_with_agent_processes(tgt_factory):
     luns = [1, 2, 3, 4]
     devs = {"node1": devices(tgt, luns), "node2": devices(tgt, list(reversed(luns)))}
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    outcomes = {"node1": 0, "node2": 0, "none": 0}
+    outcomes = {"node1": 0, "node2": 0, UNCONFIRMED: 0}
     t0 = time.monotonic()
     for rnd in range(200):
         _reset(devs["node1"].split(","))
@@ -264,21 +302,69 @@ def test_mutual_fencing_race_200_rounds_with_agent_processes(tgt_factory):
             for me, victim in (("node1", "node2"), ("node2", "node1"))}
         out = {me: (p.wait(60), *p.communicate()) for me, p in procs.items()}
         rcs = {me: o[0] for me, o in out.items()}
-        winners = [n for n, rc in rcs.items() if rc == 0]
-        assert len(winners) <= 1, (rnd, out)
         assert all(rc in (0, 1) for rc in rcs.values()), (rnd, out)
         surv = _survivors(tgt, luns)
+        survivor = _single_survivor(surv)
+        assert survivor is not None, ("single-survivor invariant broken", rnd, out, surv)
+        winners = [n for n, rc in rcs.items() if rc == 0]
+        assert len(winners) <= 1, ("two successes", rnd, out)
         if winners:
             w = winners[0]
             loser = "node2" if w == "node1" else "node1"
+            assert survivor == K[w], ("the success is not the survivor", rnd, out, surv)
             assert out[w][1] == "Success: Powered OFF\n", (rnd, out)
             assert rcs[loser] == 1 and "fenced itself" in out[loser][2], (rnd, out)
-            assert surv == [{K[w]}] * 4, (rnd, out, surv)
             outcomes[w] += 1
-        else:  # both failed: nothing may have been half done
-            assert len({frozenset(s) for s in surv}) == 1, (rnd, out, surv)
-            outcomes["none"] += 1
+        else:
+            outcomes[UNCONFIRMED] += 1
+            print(f"round {rnd}: {UNCONFIRMED}: survivor {survivor:#x}; {out}")
     took = time.monotonic() - t0
     print(f"agent-process race over 200 rounds in {took:.0f} s: {outcomes}")
-    assert outcomes["node1"] + outcomes["node2"] >= 190, outcomes
+    assert outcomes[UNCONFIRMED] <= UNCONFIRMED_MAX, outcomes
     assert outcomes["node1"] and outcomes["node2"], outcomes  # it went both ways
+
+
+def test_without_the_arbiter_rule_the_luns_split_on_tgtd(tgt_factory):
+    """The control of the races above, on tgtd and through the agent's own fencing code
+    (fence_core._fence_all: the guarded preempt, the reservation, the read-back) with the
+    arbiter rule left out: both nodes fence on every LUN at once, each in its own order.
+    Some round ends with node1's key on some LUNs and node2's on others (or both or none
+    somewhere): the split the arbiter rule prevents, which the race tests can therefore
+    see. Stops at the third split; at most 150 rounds."""
+    from hamon.fence_core import _fence_all
+
+    tgt = tgt_factory(luns=4)
+    luns = [1, 2, 3, 4]
+    devs = devices(tgt, luns).split(",")
+    rev = [u for lun in reversed(luns) for u in tgt.urls(lun)]
+    splits: list[list[set[int]]] = []
+    rounds = 0
+    while len(splits) < 3 and rounds < 150:
+        rounds += 1
+        _reset(devs)
+        fencers = {"node1": Fencer(Settings(devices=devs, local_node="node1")),
+                   "node2": Fencer(Settings(devices=rev, local_node="node2"))}
+        barrier = threading.Barrier(2)
+
+        def naive(f: Fencer, me: str, victim: str, barrier: threading.Barrier) -> None:
+            order = f.disks(f.settings.node(me).initiator)  # by LUN identity
+            if me == "node2":
+                order = order[::-1]                           # the other way round
+            barrier.wait()
+            _fence_all(order, f.settings.node(me), f.settings.node(victim),
+                       f.settings.rtype)
+
+        ts = [threading.Thread(target=naive, args=(fencers[me], me, victim, barrier))
+              for me, victim in (("node1", "node2"), ("node2", "node1"))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        for f in fencers.values():
+            f.close()
+        surv = _survivors(tgt, luns)
+        if _single_survivor(surv) is None:
+            splits.append(surv)
+    print(f"without the arbiter rule: {len(splits)} split(s) in {rounds} rounds: {splits}")
+    assert splits, f"no split in {rounds} rounds: the control cannot show what the " \
+                   "race tests guard against"
