@@ -62,7 +62,6 @@ from hamon.lib import reservation as rsv
 from hamon.lib.disk import (
     DeviceError,
     Disk,
-    DiskKind,
     PathFaulted,
     PathState,
     Resolver,
@@ -283,34 +282,6 @@ def _missing_failure(operand: str, parameter: str, err: Exception) -> DiskFailur
                        (FailedPath(operand, operand, str(err), DetailsCode.OPEN),))
 
 
-def _group_unreachable(disks: list[Disk]) -> list[Disk]:
-    """Unreachable ``iscsi://`` URLs of one target and LUN are the paths of one disk.
-
-    The resolver groups URLs by the identity the LUN reports, and a URL that cannot be
-    reached joins a disk of the same target and LUN only when another URL of it answered.
-    When none answers (every path failed: the very case the seed is about) each URL would
-    be a disk of its own, and "every path of one disk failed" would be reported once per
-    path. The target IQN and LUN number name one LUN just as well, as multipathd keeps a
-    map whose paths all failed.
-    """
-    from hamon.lib.transport.iscsi import parse_iscsi_url
-
-    out: list[Disk] = []
-    groups: dict[tuple[str, int], Disk] = {}
-    for d in disks:
-        if d.wwid is not None or d.kind is not DiskKind.ISCSI:
-            out.append(d)
-            continue
-        u = parse_iscsi_url(d.name)
-        key = (u.target, u.lun)
-        if key in groups:
-            groups[key].paths.extend(d.paths)
-            continue
-        groups[key] = d
-        out.append(d)
-    return out
-
-
 @dataclass
 class DiskAgent:
     """One action on one resource. Every collaborator is injectable for tests."""
@@ -373,7 +344,7 @@ class DiskAgent:
                 missing.append(_missing_failure(op, s.parameter, err))
         if urls:
             try:
-                disks.extend(_group_unreachable(self.resolver.resolve(urls)))
+                disks.extend(self.resolver.resolve(urls))
             except DeviceError as err:
                 raise ConfigError(str(err)) from None
         try:  # operands resolved one by one: the resolver could not compare them

@@ -138,8 +138,10 @@ class Path:
 
         Any abnormal end is a failed path (the fault classification): no answer, NOT
         READY, HARDWARE ERROR, ... The OS's own verdict (sysfs device state, multipathd)
-        is reported alongside, not trusted blindly.
+        is reported alongside, not trusted blindly. A check is a new look at the path:
+        what an earlier step of the same object saw is replaced by what it says now.
         """
+        self.state, self.reason, self.code = PathState.UNKNOWN, "", ""
         with contextlib.suppress(PathFaulted):
             self.attempt(lambda p: command.test_unit_ready(p.transport(), timeout=timeout))
         if self.state is PathState.UP and self.os_failed:
