@@ -336,7 +336,9 @@ def test_rules_file_is_reread_when_it_changes(tgt, proxies, open_transport, tmp_
         time.sleep(0.05)
     assert t.execute(READ_KEYS, data_in_len=4096).status == BUSY
     rules.write_text("{not json")
-    time.sleep(0.6)
+    deadline = time.monotonic() + 3
+    while not proxy.errors and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert proxy.errors and "not JSON" in proxy.errors[-1]
     assert t.execute(READ_KEYS, data_in_len=4096).status == BUSY  # previous rules kept
     rules.unlink()
@@ -433,3 +435,26 @@ def test_login_through_the_proxy_offers_no_digests_and_refuses_a_target_that_wan
         assert "HeaderDigest=CRC32C" in proxy.errors[0]
         assert "HeaderDigest=None and DataDigest=None" in proxy.errors[0]
     listener.close()
+
+
+@pytest.mark.parametrize("blocks", [1, 16, 256])
+def test_faulted_write_sends_no_data_and_the_session_goes_on(path, tgt, open_transport,
+                                                             blocks):
+    """A WRITE(10) answered by a rule: its immediate data (and any Data-Out) never reaches
+    tgtd, the block keeps its old content (read straight from tgtd), and the next write on
+    the same connection lands."""
+    proxy, t, _obs = path
+    write = struct.pack(">BBIBHB", 0x2A, 0, 8, 0, blocks, 0)
+    read = struct.pack(">BBIBHB", 0x28, 0, 8, 0, blocks, 0)
+    direct = open_transport(tgt.url(1), initiator="iqn.2026-11.org.hamon:direct")
+    settle(direct)
+    before = direct.execute(read, data_in_len=512 * blocks)
+    assert before.status == GOOD
+    payload = bytes([0xA5]) * (512 * blocks)
+    proxy.set_rules(FaultRule(FaultKind.CHECK_CONDITION, opcode=0x2A, count=1))
+    r = t.execute(write, payload)
+    assert r.status == CHECK_CONDITION and r.sense[2] & 0x0F == SenseKey.HARDWARE_ERROR
+    assert direct.execute(read, data_in_len=512 * blocks) == before
+    assert t.execute(write, payload) == CommandResult(GOOD)
+    assert direct.execute(read, data_in_len=512 * blocks).data == payload
+    assert proxy.connections_accepted == 1 and proxy.faults() == {"check-condition": 1}
