@@ -35,7 +35,7 @@ In-process::
     from tests.faultproxy import FaultProxy
     from hamon.lib.transport.sim import FaultRule, FaultKind, HARDWARE_ERROR
     with FaultProxy(("127.0.0.1", 3260)) as proxy:      # listens on 127.0.0.1:<free port>
-        url = f"iscsi://{proxy.portal}/{iqn}/1"
+        url = proxy.url(iqn, 1)                         # iscsi://127.0.0.1:<port>/iqn/1
         proxy.set_rules(FaultRule(FaultKind.CHECK_CONDITION, opcode=0x5E))
         ...
         proxy.seen(0x5E, 0)                             # READ KEYS commands seen
@@ -43,7 +43,10 @@ In-process::
 As a script (the QEMU guest)::
 
     python3 tests/faultproxy.py --listen 127.0.0.3:3260 --target 127.0.0.1:3260 \\
-        --rules /run/faults.json [--stats /run/faultstats.json]
+        --rules /run/faults.json [--stats /run/faultstats.json] [--ready FILE] [-q]
+
+(``--ready`` is created once it listens; SIGTERM/SIGINT stop it; tests/system/guest/
+storage.sh wraps this as ``faultproxy_start`` / ``fault_set``.)
 
 The rules file is JSON, re-read whenever it changes (a missing or empty file = no rules;
 a file that does not parse is logged and the previous rules stay)::
@@ -545,6 +548,11 @@ class FaultProxy:
         """``host:port`` (IPv6 in brackets) for an iscsi:// URL or iscsiadm -p."""
         host, port = self.address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def url(self, target_iqn: str, lun: int) -> str:
+        """The ``iscsi://`` URL of ``lun`` of ``target_iqn`` through this proxy (a path
+        for :class:`hamon.lib.transport.iscsi.IscsiTransport`)."""
+        return f"iscsi://{self.portal}/{target_iqn}/{lun}"
 
     @property
     def target_portal(self) -> str:

@@ -103,7 +103,9 @@ def proxies() -> Iterator[Callable[..., FaultProxy]]:
 
 
 def url_via(proxy: FaultProxy, tgt: Tgt, lun: int = 1) -> str:
-    return f"iscsi://{proxy.portal}/{tgt.target}/{lun}"
+    url = proxy.url(tgt.target, lun)
+    assert url == f"iscsi://{proxy.portal}/{tgt.target}/{lun}"
+    return url
 
 
 class Observer:
