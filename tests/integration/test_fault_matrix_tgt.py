@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ IDS = [f"{f}-{e}" for f, e in CELLS]
 #: The short matrix for the actions whose logic is shared with a cell above.
 SHORT = [(f, e) for f in ("hardware-error", "swallow") for e in EXTENTS]
 SHORT_IDS = [f"{f}-{e}" for f, e in SHORT]
+#: Every action ends within its timeouts even when a path swallows commands: with a
+#: 1-second command timeout a few seconds are the whole budget (a hang would be 60 s).
+ACTION_BOUND = 15.0
 
 
 @dataclass
@@ -142,8 +146,11 @@ class DiskNode:
                "OCF_RESKEY_state_dir": str(self.tmp / f"{self.name}.state"),
                "OCF_RESKEY_os_termination_dry_run": str(self.dry_run),
                "OCF_RESKEY_CRM_meta_interval": "30000" if action == "monitor" else "0"}
+        t0 = time.monotonic()
         p = subprocess.run([PYTHON, str(DISK_AGENT), action], env=env, capture_output=True,
                            text=True, timeout=60, check=False)
+        elapsed = time.monotonic() - t0
+        assert elapsed < ACTION_BOUND, f"{action} took {elapsed:.1f} s: {p.stderr}"
         return Run(p.returncode, p.stdout, p.stderr)
 
     def last(self) -> dict:
@@ -152,9 +159,12 @@ class DiskNode:
 
 
 def fence(node: str, *args: str) -> Run:
+    t0 = time.monotonic()
     p = subprocess.run([str(FENCE_AGENT), "--local-node", node, "--scsi-timeout", "1",
                         *args], capture_output=True, text=True, timeout=60, check=False,
                        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    elapsed = time.monotonic() - t0
+    assert elapsed < ACTION_BOUND, f"{args} took {elapsed:.1f} s: {p.stderr}"
     return Run(p.returncode, p.stdout, p.stderr)
 
 
