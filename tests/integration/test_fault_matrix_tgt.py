@@ -82,7 +82,7 @@ class San:
         for p in self.proxies:
             p.clear_rules()
 
-    def keys(self) -> list[int]:
+    def registered(self) -> list[int]:
         return list(self.tgt.observe([1])[0].keys)
 
     def holder(self) -> int | None:
@@ -175,7 +175,7 @@ def test_stop(san, tmp_path, fault, extent):
     n1 = DiskNode("node1", tmp_path)
     urls = san.urls(paths)
     assert n1.run("start", urls).rc == 0
-    assert san.keys() and set(san.keys()) == {K1} and san.holder() == K1
+    assert san.registered() and set(san.registered()) == {K1} and san.holder() == K1
     san.inject(fault, ports)
     r = n1.run("stop", urls)
     check_725(r, san, ports)
@@ -183,13 +183,13 @@ def test_stop(san, tmp_path, fault, extent):
     if len(ports) < paths:
         assert r.rc == 0, r.stderr
         assert not r.kamn("KAMN726-E") and not n1.dry_run.exists()
-        assert san.keys() == [] and san.holder() is None
+        assert san.registered() == [] and san.holder() is None
         assert n1.last()["verdict"] == "continue"
     else:
         assert r.rc == 1, r.stderr
         assert len(r.kamn("KAMN726-E")) == 1 and r.kamn("KAMN954-E")
         assert n1.dry_run.read_text().startswith("reboot ")
-        assert K1 in san.keys() and san.holder() == K1
+        assert K1 in san.registered() and san.holder() == K1
         assert n1.last()["verdict"] == "terminate-os"
 
 
@@ -204,7 +204,7 @@ def test_monitor(san, tmp_path, fault, extent):
     check_725(r, san, ports)
     san.clear()
     assert r.rc == (190 if len(ports) < paths else 1), r.stderr
-    assert set(san.keys()) == {K1} and san.holder() == K1
+    assert set(san.registered()) == {K1} and san.holder() == K1
     assert not n1.dry_run.exists()
 
 
@@ -220,11 +220,11 @@ def test_start_of_the_standby(san, tmp_path, fault, extent):
     san.clear()
     if len(ports) < paths:
         assert r.rc == 0, r.stderr
-        assert set(san.keys()) == {K2} and san.holder() == K2
+        assert set(san.registered()) == {K2} and san.holder() == K2
     else:
         assert r.rc == 1, r.stderr
         assert r.kamn("KAMN726-E") and r.kamn("KAMN955-E")
-        assert set(san.keys()) == {K1} and san.holder() == K1
+        assert set(san.registered()) == {K1} and san.holder() == K1
 
 
 @pytest.mark.parametrize(("fault", "extent"), SHORT, ids=SHORT_IDS)
@@ -254,19 +254,19 @@ def test_fence_off(san, fault, extent):
     paths, ports = EXTENTS[extent]
     urls = san.urls(paths)
     _unfence(san, urls)
-    assert {K1, K2} <= set(san.keys())
+    assert {K1, K2} <= set(san.registered())
     san.inject(fault, ports)
     r = fence("node1", "-o", "off", "-n", "node2", "-d", ",".join(urls))
     san.clear()
     if len(ports) < paths:
         assert (r.rc, r.stdout) == (0, "Success: Powered OFF\n"), r.stderr
-        assert K2 not in san.keys() and K1 in san.keys()
+        assert K2 not in san.registered() and K1 in san.registered()
     else:
         assert r.rc == 1, r.stderr
         err = [line for line in r.stderr.splitlines() if "ERROR" in line]
         assert len(err) == 1 and all(p.portal in err[0] for p in san.proxies[:paths]), \
             r.stderr
-        assert K2 in san.keys()
+        assert K2 in san.registered()
 
 
 @pytest.mark.parametrize(("fault", "extent"), SHORT, ids=SHORT_IDS)
@@ -278,9 +278,9 @@ def test_fence_on(san, fault, extent):
     san.clear()
     if len(ports) < paths:
         assert r.rc == 0, r.stderr
-        assert "path failed" in r.stderr and K1 in san.keys()
+        assert "path failed" in r.stderr and K1 in san.registered()
     else:
-        assert r.rc == 1 and K1 not in san.keys(), r.stderr
+        assert r.rc == 1 and K1 not in san.registered(), r.stderr
 
 
 @pytest.mark.parametrize(("fault", "extent"), SHORT, ids=SHORT_IDS)

@@ -140,7 +140,7 @@ def test_stop(tmp_path, captured, fault, extent):
         assert rc == ExitStatus.ERR_GENERIC and "every path" in a.reason
         assert len(kamn(captured, "KAMN726-E")) == 1 and kamn(captured, "KAMN954-E")
         assert n1.dry_run.read_text().startswith("reboot ")
-        assert K1 in lun(st).keys()   # as the seed says: left reserved, recover cancels
+        assert K1 in lun(st).registrations.values()   # as the seed says: left reserved, recover cancels
         assert entry["kind"] == "failure" and entry["verdict"] == "terminate-os"
 
 
