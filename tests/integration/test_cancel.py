@@ -72,7 +72,8 @@ def test_stale_key_of_a_dead_node_is_cancelled(tgt: Tgt, tmp_path: Path):
     assert p.returncode == 0, p.stderr
     assert f"reservation cancelled (was held by 0x{K2:x} (node2) WE-RO" in p.stdout
     assert "KAMN953-W The reservation of the shared disk was cancelled. (device name = " \
-           f"{tgt.url(1)}, previous holder = 0x{K2:x} (node2), by = node1)" in p.stderr
+           f"{tgt.url(1)}, previous holder = 0x{K2:x} (node2), by = node1 " \
+           "(--nodes-online node1))" in p.stderr  # who is alive was the caller's word
     st = status(tgt)
     assert not st.reservation.held
     assert K2 not in st.keys and K1 in st.keys  # node1's own registration restored
@@ -118,7 +119,8 @@ def test_force_cancels_a_live_holder(tgt: Tgt, tmp_path: Path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["forced"] is True and doc["disks"][0]["result"] == "cancelled"
-    assert "by = node1 (--force)" in p.stderr
+    assert "by = node1 (--force, --nodes-online node1,node2)" in p.stderr
+    assert doc["overrides"] == ["--force", "--nodes-online node1,node2"]
     assert not status(tgt).reservation.held
     assert Journal(str(j)).entries("cancel")[0]["forced"] is True
 
