@@ -585,7 +585,7 @@ class DiskAgent:
         for r in out.results:
             name = r.disk.name
             steps[name] = r.detail if r.ok else str(r.error)
-            if r.ok and r.detail != rsv.NOTHING_OURS:
+            if r.ok and r.value.had_ours:
                 ours.append(name)
                 messages.emit("KAMN952", device=name, key=format_key(s.key), alias=s.alias)
             elif not r.ok and not r.path_failure:  # the LUN answered, and kept our key

@@ -340,13 +340,18 @@ def _ours(held: prm.Reservation, keys: tuple[int, ...], key: int) -> bool:
     return held.key == key
 
 
-#: withdraw()'s detail for a disk that held nothing of ours.
-NOTHING_OURS = "nothing of ours"
+@dataclass(frozen=True)
+class Withdrawal:
+    """What :func:`withdraw` did on one disk, and the LUN as read back afterwards."""
+
+    had_ours: bool        # our key was registered, or held the reservation
+    released: bool        # our key held the reservation, and RELEASE went through
+    after: LunStatus
 
 
 def withdraw(disks: list[Disk], key: int, rtype: ReservationType) -> Outcome:
     """Leave each disk: release our reservation and remove every registration of ``key``,
-    verified by reading the LUN back (value: LunStatus as read after).
+    verified by reading the LUN back.
 
     Our key may be registered through nexuses this process cannot speak for: paths that
     fail, and, on targets that bind a registration to the iSCSI session rather than to
@@ -358,6 +363,7 @@ def withdraw(disks: list[Disk], key: int, rtype: ReservationType) -> Outcome:
     unregister; read back. Every command of it is idempotent, so a path fault half-way
     starts it again through the next path. A disk where our key was neither registered
     nor holding anything is left untouched (a stop of a stopped resource).
+    Value: :class:`Withdrawal`.
     """
 
     def fn(d: Disk, p: Path) -> tuple[str, Any]:
@@ -365,7 +371,7 @@ def withdraw(disks: list[Disk], key: int, rtype: ReservationType) -> Outcome:
         keys = command.read_keys(t).keys
         held = command.read_reservation(t)
         if key not in keys and not _ours(held, keys, key):
-            return NOTHING_OURS, LunStatus(keys, 0, held)
+            return "nothing of ours", Withdrawal(False, False, LunStatus(keys, 0, held))
         command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key)
         preempt_through(t, d, key, key, held.type or rtype)
         held = command.read_reservation(t)
@@ -381,7 +387,7 @@ def withdraw(disks: list[Disk], key: int, rtype: ReservationType) -> Outcome:
                 + ("registered" if key in after.keys else "holding the reservation")
                 + f" after release and unregister through {p.name}")
         return ("released and unregistered" if released else "unregistered",
-                LunStatus(after.keys, after.generation, held))
+                Withdrawal(True, released, LunStatus(after.keys, after.generation, held)))
 
     return _single("withdraw", disks, fn)
 
