@@ -818,6 +818,20 @@ class Cluster:
             raise CommandError(node, argv, res)
         return res
 
+    def popen(self, node: str, *cmd: str | os.PathLike,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A long-lived process on a node (in its namespaces), stdin/stdout as text pipes,
+        for a conversation (:meth:`run` waits for the end). The caller ends it; it is
+        in a process group of its own, so killpg(p.pid) reaches its children."""
+        n = self._node(node)
+        if not n.up:
+            raise ClusterError(f"{node} is powered off")
+        full = ["nsenter", f"--target={n.pid}", "--net", "--mount", "--uts", "--ipc",
+                "--pid", "--wd=/", "--", *[str(c) for c in cmd]]
+        return subprocess.Popen(full, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, bufsize=1,
+                                env={**BASE_ENV, **(env or {})}, start_new_session=True)
+
     def pcs(self, node: str, *args: str, **kw) -> Result:
         return self.run(node, "pcs", *args, **kw)
 

@@ -4,9 +4,11 @@ tgtd runs on the host with two portals on the nodes' bridge (the fixture's host 
 and a second one added for the test), so each node reaches every LUN through two paths.
 The device is created with ``pcs``; Pacemaker runs the agent (unfencing on each node
 itself, fencing from the peer). What the nodes' kernels would hold open, their I/O paths,
-are :class:`tests.integration.test_fence_tgt.NodeIO` sessions on the host, one initiator
-name per node beside the agent's (as a kernel initiator is): the tests register them with
-the node's key when the node is unfenced and write through them.
+are sessions opened *inside each node's namespaces* (:class:`NodeProcIO`, running
+tests/cluster/node_io.py there), one initiator name per node beside the agent's (as a
+kernel initiator is): the tests register them with the node's key when the node is
+unfenced and write through them, so the fenced node's RESERVATION CONFLICT is met by the
+fenced node itself.
 Keys are read back on the host as a third initiator.
 
 What is proven here: ``pcs stonith describe`` shows the options; ``pcs stonith create``
@@ -23,9 +25,14 @@ split of this cluster per round would take hours; here it runs once, through Pac
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
+import select
+import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,14 +40,15 @@ from hamon.lib import reservation as rsv
 from hamon.lib.identity import default_initiator
 from hamon.lib.keys import key_for_node
 from hamon.lib.scsi.pr import ReservationType
-from tests.integration.test_fence_tgt import NodeIO
+from tests.integration.test_fence_tgt import CONFLICT, WRITTEN, NodeIO
 from tests.integration.tgt import Tgt, available
 
-from .pcmk import REPO
+from .pcmk import PYTHON, REPO
 
 pytestmark = pytest.mark.cluster
 
 AGENT = REPO / "agents" / "fence_hamon_scsi"
+HERE = Path(__file__).resolve().parent
 K = {n: key_for_node(n) for n in ("node1", "node2")}
 LUNS = [1, 2]
 
@@ -83,6 +91,63 @@ def create(cluster, t: Tgt, *extra: str) -> None:
                 *extra, "meta", "provides=unfencing")
     cluster.pcs("node1", "property", "set", "stonith-enabled=true")
     cluster.wait_started("storage-fence", timeout=60)
+
+
+class NodeProcIO:
+    """A node's I/O path inside the node (tests/cluster/node_io.py under nsenter): its own
+    network namespace, its own sessions, which stay open between the questions."""
+
+    def __init__(self, cluster, node: str, urls: str) -> None:
+        self.node = node
+        self.p = cluster.popen(node, PYTHON, HERE / "node_io.py", node,
+                               default_initiator(node) + "-io", urls,
+                               env={"PYTHONPATH": str(REPO)})
+        assert "ready" in self._answer(), node
+
+    def _answer(self, timeout: float = 60) -> dict:
+        ready, _, _ = select.select([self.p.stdout], [], [], timeout)
+        line = self.p.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise AssertionError(f"node_io on {self.node}: no answer within {timeout:g} s "
+                                 f"(exit {self.p.returncode}): {self.p.stderr.read()[-2000:]}")
+        return json.loads(line)
+
+    def _ask(self, command: str) -> dict:
+        self.p.stdin.write(command + "\n")
+        self.p.stdin.flush()
+        return self._answer()
+
+    def join(self) -> None:
+        """Registered through these sessions, as unfencing registers a node's paths."""
+        assert self._ask("join") == {"ok": True}, self.node
+
+    def writes(self) -> list[str]:
+        """One WRITE per LUN: "written", "RESERVATION CONFLICT" or the error as it is."""
+        return self._ask("write")["writes"]
+
+    def close(self) -> None:
+        if self.p.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                self.p.stdin.write("quit\n")
+                self.p.stdin.flush()
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait(15)
+
+
+@contextlib.contextmanager
+def node_proc_io(cluster, t: Tgt) -> Iterator[dict[str, NodeProcIO]]:
+    io: dict[str, NodeProcIO] = {}
+    try:
+        for n in ("node1", "node2"):
+            io[n] = NodeProcIO(cluster, n, devices(t))
+        yield io
+    finally:
+        for x in io.values():
+            x.close()
 
 
 @contextlib.contextmanager
@@ -128,16 +193,16 @@ def test_fence_removes_the_key_unfence_restores_it(cluster, storage):
     cluster.pcs("node1", "resource", "create", "d", "ocf:pacemaker:Dummy", "clone")
     cluster.wait_idle(strict=True)
     assert registered(storage, "node1") == registered(storage, "node2") == [True, True]
-    with node_io(storage) as io:
+    with node_proc_io(cluster, storage) as io:  # each node's own I/O sessions, inside it
         io["node1"].join()
         io["node2"].join()
-        assert io["node1"].writes() == io["node2"].writes() == [True, True]
+        assert io["node1"].writes() == io["node2"].writes() == [WRITTEN, WRITTEN]
 
         cluster.fence("node2", "off", via="node1")
         assert registered(storage, "node2") == [False, False]
         assert registered(storage, "node1") == [True, True]
-        assert io["node2"].writes() == [False, False]   # RESERVATION CONFLICT
-        assert io["node1"].writes() == [True, True]
+        assert io["node2"].writes() == [CONFLICT, CONFLICT]  # met by node2 itself
+        assert io["node1"].writes() == [WRITTEN, WRITTEN]
         history = cluster.run("node1", "stonith_admin", "--history", "node2").stdout
         assert "storage-fence" in history or "successful" in history, history
 
