@@ -125,7 +125,7 @@ def agent(action: str, node: str, urls: list[str], work: Path) -> tuple[int, str
     p = subprocess.run(["/usr/bin/python3", str(AGENT), action], env=env,
                        capture_output=True, text=True, timeout=120, check=False)
     for line in p.stderr.splitlines():
-        if line.startswith("KAMN") or "ERROR" in line:
+        if line.startswith(("KAMN", "HAMN")) or "ERROR" in line:
             say(f"   | {line}")
     say(f"   hamon_disk {action} on {node}: exit {p.returncode}")
     return p.returncode, p.stderr

@@ -386,7 +386,7 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
                          - ({me} if row.get("reregistered") else set()))
         row["dropped_live_registrations"] = dropped
         holder = recovery.describe_key(res.key, nodes, explicit)
-        emit("KAMN953", device=disk.name, holder=holder,
+        emit("HAMN953", device=disk.name, holder=holder,
              by=f"{me} ({', '.join(overrides)})" if overrides else me)
         rows.append(row)
     cancelled = [r for r in rows if r.get("result") == "cancelled"]

@@ -16,8 +16,8 @@ keeps exactly one node registered, the active one:
 
 * start registers this node's key through every path that answers, reserves, and when
   another key holds the reservation preempts it (the standby forcibly obtains the disk,
-  KAMN951-W, as HA Monitor's standby does on a switchover); then it removes every other
-  key still registered (KAMN956-W), because each of them could write;
+  HAMN951-W, as HA Monitor's standby does on a switchover); then it removes every other
+  key still registered (HAMN956-W), because each of them could write;
 * stop releases the reservation and removes this node's key from every path, so a
   stopped node cannot write any more. When some paths are dead the key cannot be removed
   through them, so stop first PREEMPTs its own key through a live path: SPC-4 removes
@@ -427,7 +427,8 @@ class DiskAgent:
         early = decide(Phase.SWITCHOVER, missing + failures_of(disks))
         problem = None if early.verdict is Verdict.FAIL else self._acquire(disks)
         decision = decide(Phase.SWITCHOVER, missing + failures_of(disks))
-        act(decision, alias=s.alias, host=s.node, journal=self.journal, terminator=None,
+        act(decision, alias=s.alias, host=s.node, hostkey=s.key, journal=self.journal,
+            terminator=None,
             resource=s.resource, details={"action": "start"})
         self._publish(disks, missing)
         with contextlib.suppress(OSError):
@@ -435,7 +436,7 @@ class DiskAgent:
         if decision.verdict is Verdict.FAIL:
             bad = decision.all_failed_disks
             for f in bad:
-                messages.emit("KAMN955", device=f.disk, reason="every path failed",
+                messages.emit("HAMN955", device=f.disk, reason="every path failed",
                               alias=s.alias)
             unsupported = all(p.code == DetailsCode.IOCTL for f in bad for p in f.failed)
             return self._fail(ExitStatus.ERR_INSTALLED if unsupported
@@ -467,7 +468,7 @@ class DiskAgent:
                     problems.append(f"{r.disk.name}: {why}")
         if problems:
             for p in problems:
-                messages.emit("KAMN955", device=p.split(":", 1)[0], reason=p.split(": ", 1)[1],
+                messages.emit("HAMN955", device=p.split(":", 1)[0], reason=p.split(": ", 1)[1],
                               alias=s.alias)
             return "; ".join(problems)
         self._remove_others(live, record)
@@ -477,12 +478,12 @@ class DiskAgent:
             if r is None or not r.ok or not self._holds(r.value):
                 why = "no path works" if r is None or not r.ok else \
                     f"held by {format_key(r.value.reservation.key or 0)} after reserving"
-                messages.emit("KAMN955", device=d.name, reason=why, alias=s.alias)
+                messages.emit("HAMN955", device=d.name, reason=why, alias=s.alias)
                 problems.append(f"{d.name}: {why}")
                 continue
             b = before.get(d.name)
             if b is None or not b.ok or not self._holds(b.value):
-                messages.emit("KAMN950", device=d.name, key=format_key(s.key),
+                messages.emit("HAMN950", device=d.name, key=format_key(s.key),
                               type=s.rtype.short, alias=s.alias)
                 record[d.name]["acquired"] = True
         if problems:
@@ -513,7 +514,7 @@ class DiskAgent:
             self._already_reserved({d.name: st})
             return f"cannot preempt {format_key(victim)}: {out.error}"
         node = self._node_of(victim)
-        messages.emit("KAMN951", device=d.name, key=format_key(s.key),
+        messages.emit("HAMN951", device=d.name, key=format_key(s.key),
                       victim=format_key(victim) + ("" if node == "-" else f" ({node})"),
                       alias=s.alias)
         rec["preempted"] = {"key": format_key(victim), "node": node, "how": out.value}
@@ -531,7 +532,7 @@ class DiskAgent:
             for victim in others:
                 out = rsv.preempt([d], s.key, victim, s.rtype).results[0]
                 if out.ok:
-                    messages.emit("KAMN956", device=name, key=format_key(s.key),
+                    messages.emit("HAMN956", device=name, key=format_key(s.key),
                                   victim=format_key(victim), alias=s.alias)
                     record[name].setdefault("removed", []).append(format_key(victim))
                 else:
@@ -587,7 +588,7 @@ class DiskAgent:
             steps[name] = r.detail if r.ok else str(r.error)
             if r.ok and r.value.had_ours:
                 ours.append(name)
-                messages.emit("KAMN952", device=name, key=format_key(s.key), alias=s.alias)
+                messages.emit("HAMN952", device=name, key=format_key(s.key), alias=s.alias)
             elif not r.ok and not r.path_failure:  # the LUN answered, and kept our key
                 leftover.append(f"{name}: {r.error}")
         may_hold = active or bool(ours) or bool(leftover)
@@ -602,7 +603,8 @@ class DiskAgent:
                    "key": format_key(s.key), "steps": steps, "leftover": leftover}
         self._unpublish_names(disks, missing)
         if decision.failures:
-            requested = act(decision, alias=s.alias, host=s.node, journal=self.journal,
+            requested = act(decision, alias=s.alias, host=s.node, hostkey=s.key,
+                            journal=self.journal,
                             terminator=self.terminator if phase is Phase.TERMINATING
                             else None, termination_kind=detection.kind,
                             resource=s.resource, details=details)
@@ -670,6 +672,7 @@ class DiskAgent:
         decision = decide(phase, failures)
         changed = self._changed(failures, prev_paths)
         act(Decision(phase, decision.verdict, tuple(changed)), alias=s.alias, host=s.node,
+            hostkey=s.key,
             journal=None if probe or not running else self.journal, terminator=None,
             resource=s.resource, details={"action": "probe" if probe else "monitor"})
         self._publish(disks, missing)
@@ -708,16 +711,16 @@ class DiskAgent:
 
     def _already_reserved(self, results: Mapping[str, rsv.DiskResult]) -> None:
         """KAMN725-W ALREADY-RESERVATION for each disk another key holds; the host
-        address is the holder's (its key, and its node when the cluster can say)."""
+        address is the holder's: its node when the cluster can say (else ``-``) and, in
+        brackets, its key."""
         s = self.settings
         for name, r in results.items():
             res = r.value.reservation
             if not res.held or self._holds(r.value):
                 continue
-            node = self._node_of(res.key or 0)
-            holder = format_key(res.key or 0) + ("" if node == "-" else f" ({node})")
             messages.emit("KAMN725", device=name, code=DetailsCode.ALREADY_RESERVATION,
-                          alias=s.alias, host=holder)
+                          alias=s.alias, host=self._node_of(res.key or 0),
+                          hostkey=res.key or 0)
 
     def _holder_text(self, st: rsv.LunStatus) -> str:
         res = st.reservation

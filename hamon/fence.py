@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hamon.fence_core import (
+    DEFAULT_ALIAS,
     DEFAULT_SCSI_TIMEOUT,
     DEFAULT_TYPE,
     FenceError,
@@ -61,7 +62,7 @@ resolver_factory: ResolverFactory = default_resolver
 DEVICE_OPT = ["no_login", "no_password", "devices", "nodename", "port", "no_port", "key",
               "aptpl", "fabric_fencing", "on_target", "force_on", "logfile",
               "corosync_cmap_path", "reservation_type", "node_keys", "local_node",
-              "iscsi_initiator", "scsi_timeout"]
+              "iscsi_initiator", "scsi_timeout", "alias"]
 
 DOCS = {
     "shortdesc": "Fence agent for SCSI-3 persistent reservations on every path "
@@ -162,6 +163,18 @@ def define_new_opts(all_opt: dict[str, dict[str, Any]]) -> None:
         "shortdesc": "Explicit reservation keys per node, e.g. node1=0x1001,node2=0x1002, "
                      "for arrays or runbooks that need fixed keys. Nodes not listed use the "
                      "derived key. All keys must differ.",
+        "order": 2,
+    }
+    all_opt["alias"] = {
+        "getopt": ":",
+        "longopt": "alias",
+        "help": "--alias=[name]                 The server alias KAMN messages carry "
+                "(default: fence_hamon_scsi)",
+        "required": "0",
+        "shortdesc": "The server alias in KAMN725-W's server field, as HA Monitor's alias: "
+                     "set it to the stonith resource's name. Default: fence_hamon_scsi. "
+                     "The host address field is this node and the key it registered.",
+        "default": DEFAULT_ALIAS,
         "order": 2,
     }
     all_opt["local_node"] = {
@@ -266,7 +279,10 @@ def settings_from(options: dict[str, Any]) -> Settings:
         raise ConfigError(f"scsi_timeout {text!r}: seconds, {SCSI_TIMEOUT_MIN} to "
                           f"{SCSI_TIMEOUT_MAX}")
     local = (options.get("--local-node") or "").strip() or local_node_name()
-    s = Settings(devices=devices, local_node=local, rtype=rtype,
+    alias = (options.get("--alias") or "").strip() or DEFAULT_ALIAS
+    if not alias.isprintable():
+        raise ConfigError(f"alias {alias!r}: printable characters only")
+    s = Settings(devices=devices, local_node=local, rtype=rtype, alias=alias,
                  aptpl=_flag(options, "--aptpl"), scsi_timeout=timeout,
                  node_keys=node_keys, initiators=initiators, local_initiator=single)
     known = dict.fromkeys([local, *node_keys])

@@ -61,6 +61,8 @@ log = logging.getLogger("fence_hamon_scsi")
 
 DEFAULT_TYPE = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 DEFAULT_SCSI_TIMEOUT = 5.0
+#: the server alias KAMN messages of the fence agent carry when none is configured
+DEFAULT_ALIAS = "fence_hamon_scsi"
 
 
 class FenceError(Exception):
@@ -99,6 +101,8 @@ class Settings:
     node_keys: dict[str, int] = field(default_factory=dict)
     initiators: dict[str, str] = field(default_factory=dict)
     local_initiator: str | None = None
+    #: the server field of KAMN messages: the stonith device's alias, never the victim
+    alias: str = DEFAULT_ALIAS
 
     def key_of(self, node: str) -> int:
         """An explicit key from ``node_keys`` wins; else the key derived from the name."""
@@ -201,8 +205,9 @@ class Fencer:
         (exactly once per path and run), and the same as warning lines for the log.
 
         A failed path is routed around (:mod:`hamon.lib.faults`); the action's result
-        says whether the disk as a whole was done. The key is this node's: the one that
-        §7.5.12's check compares with the reservation holder."""
+        says whether the disk as a whole was done. Server: the stonith device's alias
+        (``alias``), not the victim; host address: this node, and in brackets the key it
+        registered, the one that §7.5.12's check compares with the reservation holder."""
         me = self.settings.node(self.settings.local_node)
         out = []
         for d in (d for ds in self._disks.values() for d in ds):
@@ -212,8 +217,8 @@ class Fencer:
                 self._reported.add((d.name, p.name))
                 label = d.path_label(p)
                 messages.emit("KAMN725", stderr=False, device=label,
-                              code=p.code or messages.DetailsCode.IO_ERR, alias=me.name,
-                              host=format_key(me.key))
+                              code=p.code or messages.DetailsCode.IO_ERR,
+                              alias=self.settings.alias, host=me.name, hostkey=me.key)
                 out.append(f"{label}: path failed: {p.reason}")
         return out
 

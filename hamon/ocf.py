@@ -81,8 +81,8 @@ KAMN726-E, KAMN727-I). Group it before the file system and the service.
 
 start: registers this node's reservation key through every path of every disk and \
 reserves it (default type Write Exclusive, Registrants Only). When another node's key \
-holds the disk, the start forcibly obtains it (PREEMPT, KAMN951-W), as HA Monitor's \
-standby does; every other key still registered is removed (KAMN956-W), so that only \
+holds the disk, the start forcibly obtains it (PREEMPT, HAMN951-W), as HA Monitor's \
+standby does; every other key still registered is removed (HAMN956-W), so that only \
 the active node can write. If every path of a disk failed, the switchover fails \
 (KAMN725-W, KAMN726-E).
 
@@ -136,7 +136,7 @@ PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
     ("os_termination", "How the OS is terminated when every path failed during stop",
      "reboot (default), poweroff, crash (a kernel crash dump, where kdump is set up) or "
      "none. The termination is immediate (magic SysRq), without sync, which could hang "
-     "on the failed disk. With none the OS keeps running, KAMN726-E and KAMN957-E are "
+     "on the failed disk. With none the OS keeps running, KAMN726-E and HAMN957-E are "
      "logged and the stop fails, so that Pacemaker fences the node instead.",
      "string", False, "reboot"),
     ("alias", "Server alias in messages",

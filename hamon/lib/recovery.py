@@ -343,7 +343,7 @@ def _step1(sel: Selection, disks: list[DiskNow], kernel: dict[str, list[str]]) -
             for p in failed_paths(d):
                 m = format_message("KAMN725", device=p.get("label") or p.get("path"),
                                    code=p.get("code"), alias=e.get("alias"),
-                                   host=e.get("node"))
+                                   host=e.get("node"), hostkey=e.get("key"))
                 details.append(f"  {m}")
                 if p.get("reason"):
                     details.append(f"      reason: {p['reason']}")

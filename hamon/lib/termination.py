@@ -233,6 +233,7 @@ def act(
     alias: str,
     host: str,
     journal: Journal | None,
+    hostkey: int | None = None,
     terminator: OsTerminator | None,
     termination_kind: TerminationKind = TerminationKind.UNKNOWN,
     resource: str = "",
@@ -245,20 +246,26 @@ def act(
     bounded (:func:`record`): a journal that cannot be written is logged and the
     termination proceeds. ``details`` are
     extra journal fields (why the termination kind is what it is, the key, ...): recovery
-    reads them from the same entry that records the failure.
-    With the OS action ``none`` KAMN957-E says that the OS stays up (KAMN954-E would
+    reads them from the same entry that records the failure. ``host`` and ``hostkey`` are
+    this node and the key it registers: KAMN725-W's host address (§7.5.12 compares that
+    key with the holder's).
+    With the OS action ``none`` HAMN957-E says that the OS stays up (HAMN954-E would
     announce a termination that does not come) and False is returned: the caller fails.
     """
     for f in decision.failures:
         for p in f.failed:
             if p.code in (DetailsCode.OPEN, DetailsCode.IOCTL):
                 # HA Monitor precedes KAMN725-W OPEN/IOCTL with KAMN601-W
-                messages.emit("KAMN601", device=p.label, reason=p.reason or p.code)
-            messages.emit("KAMN725", device=p.label, code=p.code, alias=alias, host=host)
+                messages.emit("KAMN601", device=p.label, reason=p.reason or p.code,
+                              alias=alias)
+            messages.emit("KAMN725", device=p.label, code=p.code, alias=alias, host=host,
+                          hostkey=hostkey)
         if f.all_failed:
             messages.emit("KAMN726", device=f.disk, alias=alias,
                           failed=",".join(p.path for p in f.failed))
     if journal is not None and decision.failures:
+        if hostkey is not None:
+            details = {"key": f"0x{hostkey:x}", **(details or {})}
         record(journal, "failure", phase=str(decision.phase), verdict=str(decision.verdict),
                termination=str(termination_kind), alias=alias, node=host,
                resource=resource, os_action=str(terminator.action) if terminator
@@ -267,7 +274,7 @@ def act(
         return False
     disks = ",".join(f.disk for f in decision.all_failed_disks)
     if terminator.action is OsAction.NONE:
-        messages.emit("KAMN957", alias=alias, device=disks)
+        messages.emit("HAMN957", alias=alias, device=disks)
         return False
-    messages.emit("KAMN954", action=str(terminator.action), alias=alias, device=disks)
+    messages.emit("HAMN954", action=str(terminator.action), alias=alias, device=disks)
     return terminator.terminate(f"all paths failed: {disks}")

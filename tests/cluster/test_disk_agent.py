@@ -105,7 +105,7 @@ def test_pcs_create_crm_mon_shows_started_and_the_path_attribute(cluster, storag
                        timeout=30, what=f"{ATTR}=2/2 on {where}")
     text = cluster.crm_mon()
     assert f"Started {where}" in text and f"{ATTR}" in text and "2/2" in text
-    assert "KAMN950-I" in logs[where].text()      # stderr reached the cluster log
+    assert "HAMN950-I" in logs[where].text()      # stderr reached the cluster log
 
 
 def test_pcs_resource_move_moves_the_reservation_and_is_a_planned_termination(
@@ -122,7 +122,7 @@ def test_pcs_resource_move_moves_the_reservation_and_is_a_planned_termination(
     assert stops and stops[-1]["termination"] == "planned", stops
     assert "cli-" in stops[-1]["termination_reason"]
     log = logs[second].text()
-    assert "KAMN950-I" in log and "KAMN951-W" not in log  # released first: no preempt
+    assert "HAMN950-I" in log and "HAMN951-W" not in log  # released first: no preempt
 
 
 def test_disable_is_a_normal_termination_and_standby_a_planned_one(cluster, storage):
@@ -160,7 +160,7 @@ def test_every_path_lost_while_running_the_recovery_stop_escalates_to_fencing(
         cluster, storage, fence_recorder):
     """All paths die under the active node: its monitor fails (KAMN726-E), Pacemaker
     recovers with a stop, which is the active server terminating with every path
-    failed: with os_termination=none the OS is not terminated (KAMN957-E), the stop
+    failed: with os_termination=none the OS is not terminated (HAMN957-E), the stop
     fails, and Pacemaker fences the node. The journal says *abnormal* (a recovery after
     a failure), so recovery knows the standby will obtain the reservation."""
     fence_recorder.create()
@@ -178,6 +178,6 @@ def test_every_path_lost_while_running_the_recovery_stop_escalates_to_fencing(
     assert stop[-1]["termination"] == "abnormal", stop[-1]
     assert "fail" in stop[-1]["termination_reason"]
     log = logs[where].text()
-    for msg in ("KAMN725-W", "KAMN726-E", "KAMN957-E"):
+    for msg in ("KAMN725-W", "KAMN726-E", "HAMN957-E"):
         assert msg in log, msg
-    assert "KAMN954-E" not in log
+    assert "HAMN954-E" not in log

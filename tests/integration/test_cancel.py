@@ -71,7 +71,7 @@ def test_stale_key_of_a_dead_node_is_cancelled(tgt: Tgt, tmp_path: Path):
               ",".join(tgt.urls(1)), "--nodes-online", "node1", journal=j)
     assert p.returncode == 0, p.stderr
     assert f"reservation cancelled (was held by 0x{K2:x} (node2) WE-RO" in p.stdout
-    assert "KAMN953-W The reservation of the shared disk was cancelled. (device name = " \
+    assert "HAMN953-W The reservation of the shared disk was cancelled. (device name = " \
            f"{tgt.url(1)}, previous holder = 0x{K2:x} (node2), by = node1 " \
            "(--nodes-online node1))" in p.stderr  # who is alive was the caller's word
     st = status(tgt)
@@ -105,7 +105,7 @@ def test_refused_when_a_live_node_holds_it(tgt: Tgt, tmp_path: Path):
     (line,) = p.stderr.splitlines()
     assert line.startswith("hamon: refused: ")
     assert f"held by 0x{K2:x} (node2), and node2 is a live cluster node" in line
-    assert "KAMN953" not in p.stderr
+    assert "HAMN953" not in p.stderr
     after = status(tgt)
     assert after.reservation == before.reservation and after.keys == before.keys
     assert not j.exists()  # nothing journalled

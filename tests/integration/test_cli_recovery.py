@@ -69,13 +69,14 @@ def fail_during_termination(tgt: Tgt, tmp_path: Path, kind: TerminationKind) -> 
             d.check_paths(3)
         decision = decide(Phase.TERMINATING, failures_of(ds))
         term = OsTerminator(OsAction.REBOOT, dry_run_file=str(tmp_path / "os"))
-        assert act(decision, alias="svc", host="node1", journal=Journal(str(journal)),
+        assert act(decision, alias="svc", host="node1", hostkey=K1,
+                   journal=Journal(str(journal)),
                    terminator=term, termination_kind=kind, resource="shared-disk")
     finally:
         undo()
         for d in ds:
             d.close()
-    assert [m.full_id for m in got] == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "KAMN954-E"]
+    assert [m.full_id for m in got] == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN954-E"]
     # step 2, the fix: the paths come back (node1 is down and stays down)
     tgt.restore_portal(0)
     tgt.restore_portal(1)
@@ -89,8 +90,9 @@ def test_normal_termination_recover_cancel_recover_status(tgt: Tgt, tmp_path: Pa
     out = p.stdout
     assert "termination: normal" in out
     # step 1: the messages, as hamon issued them on node1, and the paths now
-    assert out.count("KAMN725-W A SCSI command to the shared disk ended abnormally.") == 2
-    assert "KAMN726-E All paths to the shared disk failed." in out
+    assert out.count("KAMN725-W Execution of the SCSI command on the device") == 2
+    assert "KAMN726-E All paths to the device " in out
+    assert out.count(f"host address: node1 (0x{K1:x}))") == 2  # §7.5.12: the key it held
     assert f"{tgt.url(1)} (iscsi): 2/2 path(s) answer" in out
     # step 2 done (paths answer); step 3 not for paths without multipath software
     assert "Step 2. Resolve the cause (do not fail back yet)  [done]" in out
@@ -104,7 +106,7 @@ def test_normal_termination_recover_cancel_recover_status(tgt: Tgt, tmp_path: Pa
     p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), "--nodes-online", "node2",
               journal=journal)
     assert p.returncode == 0, p.stderr
-    assert "KAMN953-W" in p.stderr and "previous holder = " f"0x{K1:x} (node1)" in p.stderr
+    assert "HAMN953-W" in p.stderr and "previous holder = " f"0x{K1:x} (node1)" in p.stderr
 
     p = hamon("recover", tgt.url(1), journal=journal)
     assert p.returncode == 0, p.stderr

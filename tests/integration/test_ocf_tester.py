@@ -51,5 +51,5 @@ def test_ocf_tester_passes(tgt, tmp_path, node_from, readable_checkout):
     assert "* rc=" not in p.stdout                      # no assertion of ocf-tester failed
     assert not (tmp_path / "terminate").exists()
     # the agent really held and released the LUN in between
-    assert p.stderr.count("KAMN950-I") == 2 and p.stderr.count("KAMN952-I") == 2
+    assert p.stderr.count("HAMN950-I") == 2 and p.stderr.count("HAMN952-I") == 2
     assert os.path.exists(tmp_path / "journal")

@@ -122,7 +122,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def one_line(err: str) -> str:
     """The error contract: exactly one line, starting with 'hamon:', no traceback."""
-    lines = [ln for ln in err.splitlines() if not ln.startswith("KAMN")]
+    lines = [ln for ln in err.splitlines() if not ln.startswith(("KAMN", "HAMN"))]
     assert len(lines) == 1 and lines[0].startswith("hamon: "), err
     assert "Traceback" not in err
     return lines[0]
@@ -382,8 +382,8 @@ def test_cancel_stale_key_of_a_dead_node(san, tmp_path, capsys, emitted):
     holder, keys = state(san)
     assert holder is None
     assert keys == [K1, K1]  # node2's key gone; node1's own registration restored
-    (m,) = [m for m in emitted if m.id == "KAMN953"]
-    assert m.full_id == "KAMN953-W" and m.fields["holder"] == f"0x{K2:x} (node2)"
+    (m,) = [m for m in emitted if m.id == "HAMN953"]
+    assert m.full_id == "HAMN953-W" and m.fields["holder"] == f"0x{K2:x} (node2)"
     # --nodes-online overrode the cluster's word on who is alive: that is on record
     assert m.fields["by"] == "node1 (--nodes-online node1)"
     assert m.fields["device"] == san.url(1, 1)
@@ -403,7 +403,7 @@ def test_cancel_refused_when_a_live_node_holds_it(san, tmp_path, capsys, emitted
     assert f"held by 0x{K2:x} (node2), and node2 is a live cluster node" in line
     assert "Nothing was changed" in line and "--force" in line
     assert state(san) == before
-    assert not [m for m in emitted if m.id == "KAMN953"]
+    assert not [m for m in emitted if m.id == "HAMN953"]
     assert journal(tmp_path).entries("cancel") == []
 
 
@@ -425,7 +425,7 @@ def test_cancel_cluster_unreachable_needs_force(san, tmp_path, capsys, emitted):
     rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--force")
     assert rc == 0, err
     assert state(san)[0] is None
-    assert [m.fields["by"] for m in emitted if m.id == "KAMN953"] == ["node1 (--force)"]
+    assert [m.fields["by"] for m in emitted if m.id == "HAMN953"] == ["node1 (--force)"]
     assert journal(tmp_path).entries("cancel")[0]["forced"] is True
 
 
@@ -462,7 +462,7 @@ def test_cancel_own_stale_reservation_after_reboot(san, tmp_path, capsys, monkey
     assert rc == 0, err
     assert f"was held by 0x{K1:x} (node1) WE-RO" in out
     assert state(san) == (None, [K1, K1])  # reservation gone, own registration restored
-    assert [m.fields["by"] for m in emitted if m.id == "KAMN953"] == ["node1"]
+    assert [m.fields["by"] for m in emitted if m.id == "HAMN953"] == ["node1"]
 
 
 def test_cancel_own_reservation_when_crm_mon_cannot_say(san, capsys, monkeypatch):
@@ -508,7 +508,7 @@ def test_cancel_explicit_keys_named_by_node_keys(san, capsys, monkeypatch, emitt
     assert got == rc
     if rc == 0:
         assert "was held by 0x1002 (node2) WE-RO" in out
-        assert [m.fields["holder"] for m in emitted if m.id == "KAMN953"] == \
+        assert [m.fields["holder"] for m in emitted if m.id == "HAMN953"] == \
             ["0x1002 (node2)"]
     else:
         assert "held by 0x1002 (node2), and node2 is a live cluster node" in one_line(err)

@@ -50,7 +50,7 @@ def test_exit_codes_are_documented():
 def test_environment_and_files_are_documented():
     text = man_text()
     for word in ("HAMON_JOURNAL", "HAMON_DISKS_FILE", "HAMON_NODE", "HAMON_DEBUG",
-                 "CIB_file", "/var/lib/hamon/journal", "/etc/hamon/disks", "KAMN953-W"):
+                 "CIB_file", "/var/lib/hamon/journal", "/etc/hamon/disks", "HAMN953-W"):
         assert word in text
 
 

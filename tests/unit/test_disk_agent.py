@@ -181,9 +181,9 @@ def test_start_registers_every_path_reserves_and_is_idempotent(tmp_path, capture
                                          (default_initiator("node1"), 2)]
     assert lun.registrations[lun.holder] == K1 and lun.rtype.short == "WE-RO"
     assert n1.attrs.values == {"hamon-paths-sim-1": "2/2"}
-    assert ids(captured) == ["KAMN950-I"]
+    assert ids(captured) == ["HAMN950-I"]
     assert n1.start() == ExitStatus.SUCCESS          # a started resource starts again
-    assert ids(captured) == ["KAMN950-I"]            # ... without claiming it anew
+    assert ids(captured) == ["HAMN950-I"]            # ... without claiming it anew
     assert n1.monitor() == ExitStatus.SUCCESS
     assert n2.monitor(probe=True) == ExitStatus.NOT_RUNNING  # the standby's probe
     assert write(st, "node1") is None and write(st, "node2") == "ReservationConflict"
@@ -196,8 +196,8 @@ def test_standby_start_forcibly_obtains_the_disk_and_names_the_victim(tmp_path, 
     n1, n2 = two_nodes(tmp_path, st)
     assert n1.start() == 0
     assert n2.start() == 0
-    m = next(m for m in captured if m.id == "KAMN951")
-    assert m.full_id == "KAMN951-W"
+    m = next(m for m in captured if m.id == "HAMN951")
+    assert m.full_id == "HAMN951-W"
     assert f"preempted key = 0x{K1:x} (node1)" in m.text
     assert set(st.lun[1].keys()) == {K2}
     assert write(st, "node1") == "ReservationConflict" and write(st, "node2") is None
@@ -218,7 +218,7 @@ def test_start_removes_every_other_registration(tmp_path, captured):
     assert write(st, "node3") is None
     assert n1.start() == 0
     assert set(st.lun[1].keys()) == {K1}
-    assert "KAMN956-W" in ids(captured)
+    assert "HAMN956-W" in ids(captured)
     assert write(st, "node3") == "ReservationConflict"
 
 
@@ -234,7 +234,7 @@ def test_start_with_some_paths_failed_goes_on_and_every_path_failed_fails(tmp_pa
     st.fail(1)
     a = n1.agent()
     assert a.start() == ExitStatus.ERR_GENERIC
-    assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "KAMN955-E"]
+    assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN955-E"]
     assert "switchover fails" in a.reason
     assert not n1.dry_run.exists()                      # §7.5.10: no OS termination
     entry = n1.journal.entries("failure")[-1]
@@ -254,7 +254,7 @@ def test_an_all_registrants_reservation_is_taken_over_by_removing_the_others(
         d.close()
     assert n1.start() == 0
     assert set(st.lun[1].keys()) == {K1} and st.lun[1].rtype.short == "WE-AR"
-    assert "KAMN956-W" in ids(captured)
+    assert "HAMN956-W" in ids(captured)
     assert n1.monitor() == ExitStatus.SUCCESS
     assert write(st, "node2") == "ReservationConflict"
 
@@ -266,13 +266,13 @@ def test_stop_releases_and_unregisters_so_the_node_cannot_write(tmp_path, captur
     assert n1.start() == 0
     assert n1.stop() == ExitStatus.SUCCESS
     assert st.lun[1].keys() == [] and st.lun[1].rtype is None
-    assert "KAMN952-I" in ids(captured)
+    assert "HAMN952-I" in ids(captured)
     assert n1.attrs.values == {}                           # attribute removed
     assert n1.stop() == ExitStatus.SUCCESS                # a stopped resource stops again
     assert n1.monitor() == ExitStatus.NOT_RUNNING
     captured.clear()
     assert n2.start() == 0
-    assert "KAMN951-W" not in ids(captured)               # nothing left to preempt
+    assert "HAMN951-W" not in ids(captured)               # nothing left to preempt
     assert write(st, "node1") == "ReservationConflict"
     (entry,) = n1.journal.entries("stop")
     assert entry["termination"] == "normal" and entry["termination_reason"]
@@ -288,7 +288,7 @@ def test_stop_with_one_of_two_paths_failed_completes_and_removes_every_registrat
     captured.clear()
     a = n1.agent()
     assert a.stop() == ExitStatus.SUCCESS, a.reason
-    assert ids(captured) == ["KAMN952-I", "KAMN725-W"]
+    assert ids(captured) == ["HAMN952-I", "KAMN725-W"]
     assert "mpath" not in captured[1].text
     assert not n1.dry_run.exists()
     # the dead path's registration went too (self-preempt through the live path)
@@ -319,7 +319,7 @@ def test_stop_with_every_path_failed_journals_durably_then_terminates(tmp_path, 
 
     a = n1.agent(terminator=Watching(OsAction.REBOOT, dry_run_file=str(n1.dry_run)))
     assert a.stop() == ExitStatus.ERR_GENERIC
-    assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "KAMN954-E"]
+    assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN954-E"]
     assert n1.dry_run.read_text().startswith("reboot all paths failed")
     assert "dry run" in a.reason
     (before,) = seen_at_termination
@@ -340,7 +340,7 @@ def test_os_termination_none_says_so_and_fails_the_stop(tmp_path, captured):
     captured.clear()
     a = n1.agent()
     assert a.stop() == ExitStatus.ERR_GENERIC
-    assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "KAMN957-E"]
+    assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN957-E"]
     assert "fences" in a.reason and not n1.dry_run.exists()
 
 
@@ -350,7 +350,7 @@ def test_stop_of_a_never_started_resource_never_terminates(tmp_path, captured):
     st.fail(1)
     st.fail(2)
     assert n2.stop() == ExitStatus.SUCCESS
-    assert "KAMN954-E" not in ids(captured) and not n2.dry_run.exists()
+    assert "HAMN954-E" not in ids(captured) and not n2.dry_run.exists()
 
 
 def test_missing_device_node_is_open_failure_with_kamn601(tmp_path, captured):
@@ -359,8 +359,8 @@ def test_missing_device_node_is_open_failure_with_kamn601(tmp_path, captured):
     n.agent().state.update(active=True)
     a = n.agent()
     assert a.stop() == ExitStatus.ERR_GENERIC
-    assert ids(captured) == ["KAMN601-W", "KAMN725-W", "KAMN726-E", "KAMN954-E"]
-    assert "details code = OPEN" in captured[1].text
+    assert ids(captured) == ["KAMN601-W", "KAMN725-W", "KAMN726-E", "HAMN954-E"]
+    assert captured[1].fields["code"] == "OPEN"
     # started here and not stopped: the vanished disk is this node's failure ...
     assert n.monitor(probe=True) == ExitStatus.ERR_GENERIC
     # ... while on a node that never started it, it is just not running
@@ -417,7 +417,7 @@ def test_monitor_degraded_logs_once_and_recovery_is_kamn727(tmp_path, captured):
     st.restore(2)
     assert n1.monitor() == ExitStatus.SUCCESS
     assert ids(captured)[-1] == "KAMN727-I"
-    assert "details code = ONLINE_CHECK," in captured[-1].text
+    assert captured[-1].fields["code"] == "ONLINE_CHECK"
     assert n1.attrs.values == {"hamon-paths-sim-1": "2/2"}
 
 
@@ -553,7 +553,7 @@ def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path
         assert a.monitor() == ExitStatus.ERR_GENERIC
         assert a.reason.startswith("every path of") and a.reason.endswith("failed")
         assert ids(captured).count("KAMN725-W") == 2 and "KAMN726-E" in ids(captured)
-        assert all("details code = IOCTL" in m.text for m in captured
+        assert all(m.fields["code"] == "IOCTL" for m in captured
                    if m.full_id == "KAMN725-W")
     finally:
         st.lun[1]._pr_in = real  # type: ignore[method-assign]
@@ -577,8 +577,9 @@ def test_preempted_active_node_says_already_reservation_with_the_holder(tmp_path
     captured.clear()
     assert n1.monitor() == ExitStatus.NOT_RUNNING
     (m,) = captured
-    assert m.full_id == "KAMN725-W" and "details code = ALREADY-RESERVATION" in m.text
-    assert f"host address = 0x{K2:x} (node2)" in m.text
+    assert m.full_id == "KAMN725-W" and m.fields["code"] == "ALREADY-RESERVATION"
+    assert (m.fields["host"], m.fields["hostkey"]) == ("node2", f"{K2:x}")  # the holder
+    assert f"host address: node2 (0x{K2:x}))" in m.text   # HA Monitor's text, §7.5.12
     captured.clear()
     assert n1.monitor(probe=True) == ExitStatus.NOT_RUNNING and captured == []
 
@@ -595,4 +596,4 @@ def test_a_device_without_persistent_reservations_is_kamn601_ioctl(tmp_path, cap
     a = n1.agent()
     assert a.start() == ExitStatus.ERR_INSTALLED
     assert ids(captured)[:2] == ["KAMN601-W", "KAMN725-W"]
-    assert "details code = IOCTL" in captured[1].text and "KAMN955-E" in ids(captured)
+    assert captured[1].fields["code"] == "IOCTL" and "HAMN955-E" in ids(captured)

@@ -138,7 +138,7 @@ def test_stop(tmp_path, captured, fault, extent):
         assert entry["kind"] == "failure" and entry["verdict"] == "continue"
     else:                    # every path failed: KAMN726-E and the OS termination
         assert rc == ExitStatus.ERR_GENERIC and "every path" in a.reason
-        assert len(kamn(captured, "KAMN726-E")) == 1 and kamn(captured, "KAMN954-E")
+        assert len(kamn(captured, "KAMN726-E")) == 1 and kamn(captured, "HAMN954-E")
         assert n1.dry_run.read_text().startswith("reboot ")
         assert K1 in lun(st).registrations.values()   # as the seed says: left reserved, recover cancels
         assert entry["kind"] == "failure" and entry["verdict"] == "terminate-os"
@@ -200,7 +200,7 @@ def test_start_of_the_standby(tmp_path, captured, fault, extent):
         assert lun(st).holder[0].endswith("node2")
     else:                    # the switchover fails; nothing changed on the disk
         assert rc == ExitStatus.ERR_GENERIC, a.reason
-        assert kamn(captured, "KAMN726-E") and kamn(captured, "KAMN955-E")
+        assert kamn(captured, "KAMN726-E") and kamn(captured, "HAMN955-E")
         assert set(lun(st).keys()) == {K1} and lun(st).holder[0].endswith("node1")
     assert last_journal(n2)["kind"] == "failure"
 

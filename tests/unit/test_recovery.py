@@ -176,7 +176,7 @@ def test_step1_reconstructs_the_messages_and_shows_kernel_lines_and_paths(tmp_pa
     text = "\n".join(s1.details)
     assert s1.applies is Applies.YES
     assert "KAMN725-W" in text and "mpatha(/dev/sdb)" in text and "IO-ERR" in text
-    assert "KAMN726-E" in text and "failed paths = /dev/sdb,/dev/sdc" in text
+    assert "KAMN726-E" in text and "failed paths: /dev/sdb,/dev/sdc" in text
     assert "DID_NO_CONNECT" in text
     assert "/dev/sdb: none found" in text            # asked, nothing found: said so
     assert "/dev/sdc failed: connection refused" in text

@@ -170,7 +170,7 @@ def test_cancel_never_names_this_node_as_a_live_node_whose_key_was_cleared(
     (e,) = journal(tmp_path).entries("cancel")
     assert e["forced"] is True
     assert e["overrides"] == ["--force", "--nodes-online node1,node2"]
-    (m,) = [m for m in emitted if m.id == "KAMN953"]
+    (m,) = [m for m in emitted if m.id == "HAMN953"]
     assert m.fields["by"] == "node1 (--force, --nodes-online node1,node2)"
 
 

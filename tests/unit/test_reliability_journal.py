@@ -74,11 +74,11 @@ def stop_with(tmp_path: Path, journal: Journal, capsys) -> tuple[int | None, lis
     worker.join(BOUND)
     unsubscribe()
     assert not worker.is_alive(), f"stop blocked for more than {BOUND} s on {journal.path}"
-    # the protection happened: KAMN726-E, KAMN954-E and the termination request
+    # the protection happened: KAMN726-E, HAMN954-E and the termination request
     assert n1.dry_run.read_text().startswith("reboot all paths failed"), \
         "the OS termination was not requested"
     ids = [m.full_id for m in got]
-    assert "KAMN726-E" in ids and "KAMN954-E" in ids, ids
+    assert "KAMN726-E" in ids and "HAMN954-E" in ids, ids
     err = capsys.readouterr().err
     return box.get("rc"), ids, err
 

@@ -73,7 +73,7 @@ def test_decision_table(tmp_path, captured, phase, case, kind):
     assert requested is terminated
     assert bool(term.requested) is terminated
     assert (tmp_path / "dry").exists() is terminated
-    assert ("KAMN954-E" in ids) is terminated
+    assert ("HAMN954-E" in ids) is terminated
     if n_failed:
         (entry,) = journal.entries("failure")
         assert entry["termination"] == str(kind) and entry["phase"] == str(phase)
@@ -89,8 +89,10 @@ def test_messages_name_devices_as_ha_monitor_does(captured):
         journal=None, terminator=None)
     (m,) = captured
     assert m.full_id == "KAMN725-W"
-    assert "device name = mpatha(/dev/sdb)" in m.text
-    assert "details code = IO-ERR" in m.text and "alias = svc" in m.text
+    assert m.fields["device"] == "mpatha(/dev/sdb)"
+    assert m.fields["code"] == "IO-ERR" and m.fields["alias"] == "svc"
+    assert m.text.startswith("Execution of the SCSI command on the device mpatha(/dev/sdb) "
+                             "ended abnormally. (details code: IO-ERR, server: svc, ")
 
 
 def test_os_action_none_does_not_terminate_and_says_so(tmp_path):
