@@ -319,7 +319,19 @@ def termination_of(sel: Selection) -> tuple[str, str]:
                            "the termination kind recorded earlier is not relied on")
     kind = str(sel.entry.get("termination") or "unknown")
     if kind not in ("normal", "planned", "abnormal"):
-        return "unknown", f"the entry records termination kind {kind!r}"
+        why = f"the entry records termination kind {kind!r}"
+        reason = sel.entry.get("termination_reason")
+        if reason:
+            why += f" (at the stop: {reason}"
+            signals = sel.entry.get("termination_signals") or []
+            why += f"; signals: {', '.join(map(str, signals))})" if signals else ")"
+        rsc = sel.entry.get("resource") or "RESOURCE"
+        why += ("; look at what Pacemaker did then: the transition that stopped "
+                f"{rsc} in the cluster log (grep -E 'Stop|Move|Recover|Restart' "
+                f"/var/log/pacemaker/pacemaker.log | grep {shlex.quote(str(rsc))}) "
+                "around the entry's time, and crm_mon -1 --show-detail (failed actions, "
+                "fencing history, standby and constraints)")
+        return "unknown", why
     return kind, ""
 
 

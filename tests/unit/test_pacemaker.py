@@ -7,15 +7,27 @@ import time
 import pytest
 
 from hamon.lib import pacemaker as pcmk
-from hamon.lib.pacemaker import Attributes, ExitStatus, classify, detect_termination
+from hamon.lib.pacemaker import (
+    Attributes,
+    ExitStatus,
+    Peer,
+    StopFacts,
+    classify,
+    decide_termination,
+    detect_termination,
+)
 from hamon.lib.termination import TerminationKind as K
 
 NOW = 1_800_000_000
 ENV = {"OCF_RESKEY_CRM_meta_on_node": "node1"}
 
 
+#: node2 as an online member that can take the service over (the usual two-node case)
+PEER_ONLINE = 'in_ccm="true" crmd="online" join="member" expected="member"'
+
+
 def cib(*, resources: str = "", constraints: str = "", nodes: str = "", status: str = "",
-        quorum: str = "1") -> str:
+        quorum: str = "1", peer: str = PEER_ONLINE, peer_status: str = "") -> str:
     return f"""<cib have-quorum="{quorum}" epoch="1" num_updates="0" admin_epoch="0">
   <configuration>
     <crm_config/>
@@ -27,8 +39,12 @@ def cib(*, resources: str = "", constraints: str = "", nodes: str = "", status: 
     <constraints>{constraints}</constraints>
   </configuration>
   <status>
-    <node_state id="1" uname="node1"><transient_attributes id="1">
+    <node_state id="1" uname="node1" in_ccm="true" crmd="online" join="member"
+                expected="member"><transient_attributes id="1">
       <instance_attributes id="status-1">{status}</instance_attributes>
+    </transient_attributes></node_state>
+    <node_state id="2" uname="node2" {peer}><transient_attributes id="2">
+      <instance_attributes id="status-2">{peer_status}</instance_attributes>
     </transient_attributes></node_state>
   </status>
 </cib>"""
@@ -201,3 +217,89 @@ def test_exit_codes_and_ocf_versions():
     assert pcmk.is_probe("monitor", {})
     assert not pcmk.is_probe("monitor", {"OCF_RESKEY_CRM_meta_interval": "30000"})
     assert not pcmk.is_probe("start", {})
+
+
+# -- the termination kind, cell by cell (issue 12, part 3) -----------------------------------
+
+UP = Peer("node2", online=True)
+FACTS = StopFacts(node="node1", peers=(UP,), now=NOW)
+
+
+def facts(**kw) -> StopFacts:
+    return StopFacts(**{**FACTS.__dict__, **kw})
+
+
+FRESH = (("shared-disk", 1, NOW - 5),)
+OLD = (("shared-disk", 1, NOW - 3600),)
+BAN = (("cli-ban-shared-disk-on-node1", "node1", "-INFINITY"),)
+PREFER = (("cli-prefer-shared-disk", "node2", "INFINITY"),)
+
+CELLS = [
+    # (cell, facts, kind) -- every rule of RULES_DOC and the precedence between them
+    ("by-hand", facts(by_pacemaker=False), K.NORMAL),
+    ("disable-env", facts(env_target_role="Stopped"), K.NORMAL),
+    ("disable-cib", facts(target_role=("shared-disk", "Stopped")), K.NORMAL),
+    ("disable-group", facts(target_role=("service", "Stopped")), K.NORMAL),
+    ("started-role-is-no-signal", facts(target_role=("shared-disk", "Started")), K.UNKNOWN),
+    ("disable-beats-failure", facts(target_role=("shared-disk", "Stopped"),
+                                    failures=FRESH), K.NORMAL),
+    ("cib-unreadable", facts(cib_read=False, cib_error="timeout"), K.UNKNOWN),
+    ("disable-env-without-cib", facts(env_target_role="Stopped", cib_read=False),
+     K.NORMAL),
+    ("quorum-lost", facts(quorum=False), K.ABNORMAL),
+    ("ban", facts(cli_constraints=BAN), K.PLANNED),
+    ("move", facts(cli_constraints=PREFER), K.PLANNED),
+    ("prefer-here-is-no-move",
+     facts(cli_constraints=(("cli-prefer-shared-disk", "node1", "INFINITY"),)), K.UNKNOWN),
+    ("ban-of-another-node",
+     facts(cli_constraints=(("cli-ban-shared-disk-on-node2", "node2", "-INFINITY"),)),
+     K.UNKNOWN),
+    ("move-beats-failure", facts(cli_constraints=BAN, failures=FRESH), K.PLANNED),
+    ("standby-peer-takes-over", facts(standby="permanent", standby_value="on"), K.PLANNED),
+    ("standby-transient", facts(standby="transient", standby_value="on"), K.PLANNED),
+    ("standby-all", facts(standby="permanent", standby_value="on",
+                          peers=(Peer("node2", online=True, standby=True),)), K.NORMAL),
+    ("shutdown-peer-takes-over", facts(shutdown="1800000000"), K.PLANNED),
+    ("shutdown-zero-is-no-signal", facts(shutdown="0"), K.UNKNOWN),
+    ("cluster-stop-all", facts(shutdown="1800000000",
+                               peers=(Peer("node2", online=True, shutting_down=True),)),
+     K.NORMAL),
+    ("last-node-stops", facts(shutdown="1800000000", peers=(Peer("node2"),)), K.NORMAL),
+    ("single-node-cluster-stops", facts(shutdown="1800000000", peers=()), K.NORMAL),
+    ("shutdown-one-of-three-up", facts(shutdown="1800000000", peers=(
+        Peer("node2", online=True, shutting_down=True), Peer("node3", online=True))),
+     K.PLANNED),
+    ("recent-failure", facts(failures=FRESH), K.ABNORMAL),
+    ("old-failure-is-not-counted", facts(failures=OLD), K.UNKNOWN),
+    ("peer-unclean", facts(peers=(Peer("node2", unclean=True),)), K.ABNORMAL),
+    ("no-signal", facts(), K.UNKNOWN),
+]
+
+
+@pytest.mark.parametrize(("cell", "f", "want"), CELLS, ids=[c[0] for c in CELLS])
+def test_termination_kind_cell(cell, f, want):
+    d = decide_termination(f)
+    assert d.kind is want, (cell, d)
+    assert d.reason                                   # always says why
+    if want is K.UNKNOWN:
+        assert "Pacemaker" in d.reason or "CIB" in d.reason
+
+
+def test_whole_cluster_stop_from_the_cib_is_normal_and_a_lone_shutdown_is_planned():
+    down = nv("shutdown", "1800000000")
+    assert kind(cib(status=down, peer_status=nv("shutdown", "1800000001"))) is K.NORMAL
+    assert kind(cib(status=down, peer='in_ccm="false" crmd="offline" expected="down"')) \
+        is K.NORMAL                                   # the other node stopped first
+    assert kind(cib(status=down)) is K.PLANNED        # node2 runs on: the service goes there
+    d = classify(cib(status=down), resource="shared-disk", node="node1", env=ENV, now=NOW)
+    assert "node2" in d.reason and "peer node2: can take over" in d.signals
+
+
+def test_an_unclean_peer_from_the_cib_is_abnormal():
+    assert kind(cib(peer='in_ccm="false" crmd="offline" expected="member"')) is K.ABNORMAL
+
+
+def test_all_nodes_in_standby_from_the_cib_is_normal():
+    standby = ('<instance_attributes id="n1"><nvpair id="n1-standby" name="standby" '
+               'value="on"/></instance_attributes>')
+    assert kind(cib(nodes=standby, peer_status=nv("standby", "on"))) is K.NORMAL

@@ -365,6 +365,17 @@ def test_step4_unknown_kind_in_the_entry(tmp_path):
     assert recovery.build(sel, [scsi_now()]).step(4).applies is Applies.UNKNOWN
 
 
+def test_step4_unknown_kind_says_what_pacemaker_saw_and_where_to_look(tmp_path):
+    entry = {**failure("unknown"), "termination_reason": "Pacemaker stops the resource "
+             "without a disable, move, ban, standby, shutdown, failure or fencing",
+             "termination_signals": ["shared-disk target-role=Started"]}
+    s4 = recovery.build(sel_for(tmp_path, ("failure", entry)), [scsi_now()]).step(4)
+    assert s4.applies is Applies.UNKNOWN
+    assert "without a disable, move" in s4.why and "target-role=Started" in s4.why
+    assert "pacemaker.log" in s4.why and "grep shared-disk" in s4.why
+    assert "crm_mon -1 --show-detail" in s4.why
+
+
 @pytest.mark.parametrize("phase", ["standby", "switchover", "running"])
 def test_step4_other_phases_leave_nothing_reserved(tmp_path, phase):
     sel = sel_for(tmp_path, ("failure", failure("unknown", phase=phase, verdict="fail")))
