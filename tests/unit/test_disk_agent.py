@@ -142,12 +142,6 @@ K1, K2, K3 = (keymod.key_for_node(n) for n in ("node1", "node2", "node3"))
 OCF11 = {"OCF_RA_VERSION_MAJOR": "1", "OCF_RA_VERSION_MINOR": "1"}
 
 
-@pytest.fixture
-def captured():
-    got: list[messages.Message] = []
-    unsubscribe = messages.subscribe(got.append)
-    yield got
-    unsubscribe()
 
 
 def ids(captured: list[messages.Message]) -> list[str]:

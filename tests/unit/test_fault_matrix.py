@@ -67,19 +67,9 @@ CELLS = [(f, e) for f in FAULTS for e in EXTENTS]
 IDS = [f"{f}-{e}" for f, e in CELLS]
 
 
-@pytest.fixture(autouse=True)
-def _forget_fallbacks():
-    rsv._NO_PREEMPT_ABORT.clear()
-    yield
-    rsv._NO_PREEMPT_ABORT.clear()
+pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
-@pytest.fixture
-def captured():
-    got: list[messages.Message] = []
-    unsubscribe = messages.subscribe(got.append)
-    yield got
-    unsubscribe()
 
 
 def inject(storage: Storage, fault: str, ports: tuple[int, ...]) -> None:
@@ -140,7 +130,7 @@ def test_stop(tmp_path, captured, fault, extent):
         assert rc == ExitStatus.ERR_GENERIC and "every path" in a.reason
         assert len(kamn(captured, "KAMN726-E")) == 1 and kamn(captured, "HAMN954-E")
         assert n1.dry_run.read_text().startswith("reboot ")
-        assert K1 in lun(st).registrations.values()   # as the seed says: left reserved, recover cancels
+        assert K1 in lun(st).registrations.values()   # left reserved: recover cancels it
         assert entry["kind"] == "failure" and entry["verdict"] == "terminate-os"
 
 

@@ -122,11 +122,7 @@ N1, N2, N3 = node("node1"), node("node2"), node("node3")
 PROFILES = ["spc4", "tgt"]
 
 
-@pytest.fixture(autouse=True)
-def _forget_fallbacks():
-    rsv._NO_PREEMPT_ABORT.clear()
-    yield
-    rsv._NO_PREEMPT_ABORT.clear()
+pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
 def unfence(arr: SimArray, *names: str) -> None:

@@ -10,12 +10,7 @@ from tests import scenarios
 from tests.scenarios import K1, K2, WE_RO
 from tests.unit.simdisk import sim_disk
 
-
-@pytest.fixture(autouse=True)
-def _forget_fallbacks():
-    rsv._NO_PREEMPT_ABORT.clear()
-    yield
-    rsv._NO_PREEMPT_ABORT.clear()
+pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
 def test_two_nodes_fence_scenario_on_sim_with_tgt_profile():

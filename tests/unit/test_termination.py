@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from hamon.lib import messages, termination
+from hamon.lib import termination
 from hamon.lib.disk import Disk, DiskKind, Path, PathState
 from hamon.lib.journal import Journal
 from hamon.lib.termination import (
@@ -29,12 +29,6 @@ def disk(n_paths: int, n_failed: int, kind=DiskKind.DMMP, name="/dev/mapper/mpat
                 paths)
 
 
-@pytest.fixture
-def captured():
-    got = []
-    unsubscribe = messages.subscribe(got.append)
-    yield got
-    unsubscribe()
 
 
 CASES = [(1, 0), (1, 1), (2, 0), (2, 1), (2, 2), (4, 3), (4, 4)]

@@ -1,0 +1,27 @@
+"""Fixtures shared by the unit tests (one copy each, not one per file)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hamon.lib import messages
+from hamon.lib import reservation as rsv
+
+
+@pytest.fixture
+def captured() -> Iterator[list[messages.Message]]:
+    """Every KAMN message emitted during the test, in order."""
+    got: list[messages.Message] = []
+    unsubscribe = messages.subscribe(got.append)
+    yield got
+    unsubscribe()
+
+
+@pytest.fixture
+def forget_fallbacks() -> Iterator[None]:
+    """The per-process memory of LUNs that refused PREEMPT AND ABORT, empty before and
+    after: a test must not inherit what another test's target taught."""
+    rsv._NO_PREEMPT_ABORT.clear()
+    yield
+    rsv._NO_PREEMPT_ABORT.clear()
