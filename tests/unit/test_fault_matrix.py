@@ -70,8 +70,6 @@ IDS = [f"{f}-{e}" for f, e in CELLS]
 pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
-
-
 def inject(storage: Storage, fault: str, ports: tuple[int, ...]) -> None:
     for lun in storage.lun.values():
         for port in ports:
