@@ -200,26 +200,16 @@ class Disk:
 
 
 def run_parallel(jobs: list[Callable[[], object]], max_workers: int = 64) -> list[object]:
-    """Run jobs in threads, return results (or the exception raised) in order.
+    """Run jobs concurrently, return results (or the exception raised) in order.
 
-    Threads, not processes: every job is blocked in I/O (an ioctl, a socket) with the GIL
-    released, and a fence action must not fork per SCSI command.
+    One thread, one poll loop for every path of the action
+    (:mod:`hamon.lib.transport.loop`): the jobs are greenlets that give the loop their
+    waits; a job that runs jobs itself joins the same loop. Without greenlet, threads
+    (at most ``max_workers``), never processes: a fence action must not fork per command.
     """
-    if len(jobs) == 1:
-        try:
-            return [jobs[0]()]
-        except Exception as err:
-            return [err]
-    from concurrent.futures import ThreadPoolExecutor
+    from hamon.lib.transport import loop
 
-    def call(job: Callable[[], object]) -> object:
-        try:
-            return job()
-        except Exception as err:
-            return err
-
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(jobs) or 1)) as pool:
-        return list(pool.map(call, jobs))
+    return loop.parallel(jobs, max_workers)
 
 
 @dataclass

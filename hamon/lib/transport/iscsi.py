@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
-import hashlib
 import ipaddress
 import itertools
 import os
@@ -57,7 +55,16 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hamon.lib.transport import loop as _loop
 from hamon.lib.transport.base import CommandResult, PathError, PathTimeout, Transport
+
+try:  # the builtin SHA-256: hashlib would load OpenSSL (milliseconds at every start)
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - other Python builds
+    try:
+        from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        from hashlib import sha256 as _sha256  # type: ignore[assignment]
 
 ISCSI_PORT = 3260
 #: The most a close() waits for the target to acknowledge a logout.
@@ -198,7 +205,7 @@ def derive_isid(initiator: str, url: IscsiUrl, role: str = "") -> bytes:
     if role:
         parts.append(role)
     text = "\0".join(parts)
-    digest = hashlib.sha256(text.encode()).digest()
+    digest = _sha256(text.encode()).digest()
     return bytes([0x80]) + digest[:5]
 
 
@@ -301,11 +308,28 @@ def _lib() -> ctypes.CDLL:
     global _lib_handle
     with _lib_lock:
         if _lib_handle is None:
-            name = ctypes.util.find_library("iscsi") or "libiscsi.so.7"
-            lib = ctypes.CDLL(name, use_errno=True)
+            lib = _load()
             _prototypes(lib)
             _lib_handle = lib
         return _lib_handle
+
+
+#: Sonames tried in order before asking ctypes.util (which forks ldconfig/gcc: ~10 ms).
+SONAMES = ("libiscsi.so.7", "libiscsi.so.9", "libiscsi.so")
+
+
+def _load() -> ctypes.CDLL:
+    """The library by its soname (no fork); ctypes.util.find_library only as a fallback."""
+    for name in SONAMES:
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+    from ctypes import util
+    name = util.find_library("iscsi")
+    if name is None:
+        raise OSError("libiscsi not found (tried " + ", ".join(SONAMES) + ")")
+    return ctypes.CDLL(name, use_errno=True)
 
 
 def _prototypes(lib: ctypes.CDLL) -> None:
@@ -387,7 +411,8 @@ class IscsiTransport(Transport):
             raise ValueError("bidirectional commands are not supported")
         bound = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + bound
-        with self._lock:
+        _loop.acquire(self._lock)
+        try:
             if self._closed:
                 raise PathError(self.path, "transport is closed")
             try:
@@ -399,15 +424,20 @@ class IscsiTransport(Transport):
             except PathError:
                 self._drop()
                 raise
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
         """Log out (best effort, at most LOGOUT_BOUND s) and free the session."""
-        with self._lock:
+        _loop.acquire(self._lock)
+        try:
             if self._ctx is not None:
                 with contextlib.suppress(PathError):  # best effort: the target may be gone
                     self._logout(min(self.timeout, LOGOUT_BOUND))
                 self._drop()
             super().close()
+        finally:
+            self._lock.release()
 
     @property
     def connected(self) -> bool:
@@ -557,6 +587,17 @@ class IscsiTransport(Transport):
         """Drive libiscsi until ``w`` completes or ``deadline`` passes."""
         lib = _lib()
         ctx = self._ctx
+        hub = _loop.current()
+        if hub is not None:
+            try:
+                why = hub.wait_iscsi(lib, ctx, lambda: w.done, deadline)
+            finally:
+                _waiters.pop(w.token, None)
+            if why == _loop.TIMEOUT and not w.done:
+                raise PathTimeout(self.path, f"no answer within {bound:g} s ({what})")
+            if why == _loop.LOST and not w.done:
+                raise PathError(self.path, f"connection lost ({what}): {self._error()}")
+            return
         try:
             poller = select.poll()
             registered = -1

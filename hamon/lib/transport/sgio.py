@@ -36,8 +36,11 @@ import fcntl
 import os
 import stat
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hamon.lib.transport import loop as _loop
 from hamon.lib.transport.base import (
     CommandResult,
     OpenError,
@@ -243,6 +246,8 @@ class _Call:
     error: OSError | None = None
     abandoned: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Called after ``done`` is set: wakes the action's poll loop (hamon.lib.transport.loop).
+    notify: Callable[[], None] | None = None
 
     def run(self) -> None:
         try:
@@ -253,6 +258,8 @@ class _Call:
             self.done.set()
             if self.abandoned:  # execute() gave up on us: the descriptor is ours
                 os.close(self.fd)
+        if self.notify is not None:
+            self.notify()
 
 
 @dataclass
@@ -267,15 +274,19 @@ class SgioTransport(Transport):
         """Send one CDB; returns within ``timeout + HARD_GRACE`` whatever the kernel does."""
         bound = self.timeout if timeout is None else timeout
         req = build_request(cdb, data_out, data_in_len, bound)
-        with self._lock:
+        hub = _loop.current()
+        _loop.acquire(self._lock)
+        try:
             if self._closed:
                 raise PathError(self.path, "transport is closed")
             if self._fd is None:
                 self._fd = open_device(self.path)
-            call = _Call(self._fd, req)
+            call = _Call(self._fd, req, notify=hub.wake if hub is not None else None)
             worker = threading.Thread(target=call.run, name=f"sgio {self.path}", daemon=True)
             worker.start()
-            if not call.done.wait(bound + HARD_GRACE):
+            if hub is not None:  # the action's loop waits for this and every other path
+                hub.wait_thread(call.done, time.monotonic() + bound + HARD_GRACE)
+            if not call.done.wait(0 if hub is not None else bound + HARD_GRACE):
                 with call.lock:
                     if not call.done.is_set():
                         call.abandoned = True
@@ -288,11 +299,16 @@ class SgioTransport(Transport):
                 self._close_fd()
                 raise err
             return decode_result(self.path, req)
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
+        _loop.acquire(self._lock)
+        try:
             self._close_fd()
             super().close()
+        finally:
+            self._lock.release()
 
     def _close_fd(self) -> None:
         if self._fd is not None:
