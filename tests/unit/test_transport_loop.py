@@ -1,0 +1,111 @@
+"""The action's poll loop (hamon.lib.transport.loop): jobs as greenlets on one thread."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from hamon.lib.disk import run_parallel
+from hamon.lib.transport import loop
+
+
+def test_jobs_run_concurrently_on_the_calling_thread():
+    threads: set[int] = set()
+
+    def job(i: int) -> int:
+        threads.add(threading.get_ident())
+        loop.current().sleep(0.2)  # type: ignore[union-attr]
+        threads.add(threading.get_ident())
+        return i * 2
+
+    t0 = time.monotonic()
+    out = run_parallel([lambda i=i: job(i) for i in range(50)])
+    took = time.monotonic() - t0
+    assert out == [i * 2 for i in range(50)]
+    assert threads == {threading.get_ident()}
+    assert took < 1.0, took  # 50 x 0.2 s one after the other would be 10 s
+
+
+def test_exceptions_come_back_in_order_and_others_finish():
+    def bad() -> None:
+        raise ValueError("no")
+
+    out = run_parallel([lambda: 1, bad, lambda: 3])
+    assert out[0] == 1 and out[2] == 3 and isinstance(out[1], ValueError)
+
+
+def test_a_job_that_runs_jobs_joins_the_same_loop():
+    seen: list[loop.Loop | None] = []
+
+    def inner(i: int) -> int:
+        seen.append(loop.current())
+        loop.current().sleep(0.05)  # type: ignore[union-attr]
+        return i
+
+    def outer(n: int) -> list[object]:
+        seen.append(loop.current())
+        return run_parallel([lambda i=i: inner(i) for i in range(n)])
+
+    out = run_parallel([lambda: outer(3), lambda: outer(2)])
+    assert out == [[0, 1, 2], [0, 1]]
+    assert len({id(x) for x in seen}) == 1 and seen[0] is not None
+    assert loop.current() is None  # outside any job
+
+
+def test_helper_thread_waits_end_at_completion_or_deadline():
+    fast, slow = threading.Event(), threading.Event()
+
+    def job(ev: threading.Event, delay: float, bound: float) -> str:
+        hub = loop.current()
+        assert hub is not None
+
+        def work() -> None:
+            time.sleep(delay)
+            ev.set()
+            hub.wake()
+
+        threading.Thread(target=work, daemon=True).start()
+        return hub.wait_thread(ev, time.monotonic() + bound)
+
+    t0 = time.monotonic()
+    out = run_parallel([lambda: job(fast, 0.05, 2.0), lambda: job(slow, 5.0, 0.3)])
+    assert out == [loop.DONE, loop.TIMEOUT]
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_a_lock_held_across_a_switch_is_waited_for_cooperatively():
+    lock = threading.Lock()
+    order: list[str] = []
+
+    def holder() -> None:
+        loop.acquire(lock)
+        try:
+            order.append("a in")
+            loop.current().sleep(0.05)  # type: ignore[union-attr]
+            order.append("a out")
+        finally:
+            lock.release()
+
+    def waiter() -> None:
+        loop.acquire(lock)
+        try:
+            order.append("b")
+        finally:
+            lock.release()
+
+    run_parallel([holder, waiter])
+    assert order == ["a in", "a out", "b"]
+
+
+def test_without_greenlet_or_when_disabled_jobs_run_in_threads(monkeypatch):
+    monkeypatch.setenv(loop.DISABLE_ENV, "1")
+    idents = run_parallel([threading.get_ident, lambda: (time.sleep(0.05),
+                                                         threading.get_ident())[1]])
+    assert loop.current() is None
+    assert threading.get_ident() not in idents
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_zero_and_one_job(n):
+    assert run_parallel([lambda: 7] * n) == [7] * n
