@@ -23,7 +23,8 @@ CHECKOUT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 
 AGENT_FILES = fence_hamon_scsi:$(SBINDIR)/fence_hamon_scsi \
               ocf/hamon_disk:$(OCFDIR)/hamon_disk \
-              hamon:$(SBINDIR)/hamon
+              hamon:$(SBINDIR)/hamon \
+              monscsiclr:$(SBINDIR)/monscsiclr
 MAN_PAGES   = $(wildcard man/*.[0-9])
 
 .PHONY: install install-dev uninstall test demo lint

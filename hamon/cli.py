@@ -23,7 +23,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from hamon.lib import config, failback, recovery
+from hamon.lib import cancel, config, failback, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.devcheck import check_device
@@ -298,42 +298,31 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             records = []
         nodes = _known_nodes(args, mem, records)
         online = mem.online() if mem is not None and not unknown_why else set()
-        here: tuple[bool | None, str] | None = None
+        here: list[tuple[bool | None, str]] = []
+
+        def held_here() -> tuple[bool | None, str]:
+            if not here:
+                here.append(_held_here(args, online))
+            return here[0]
+
+        live = cancel.Liveness(me, frozenset(online), unknown_why)
         explicit: dict[int, str] | None = None
         plan = []
         refusals: list[str] = []
         for r in out.results:
             st: rsv.LunStatus = r.value
             res = st.reservation
-            if not res.held:
-                plan.append((r.disk, st))
-                continue
-            holder_keys = {res.key} if res.key else set(st.keys)  # WE-AR/EA-AR: all
-            if explicit is None and not all(keymod.is_hamon_key(k) for k in holder_keys):
+            h = cancel.Holder(r.disk.name, res.held, res.key, tuple(st.keys))
+            if res.held and explicit is None and not all(
+                    keymod.is_hamon_key(k) for k in h.holder_keys):
                 explicit = config.configured_node_keys(CLUSTER_TIMEOUT)  # node_keys
-            names = explicit or {}
-            desc = recovery.describe_key(res.key, nodes, names)
-            mine = {my_key} | {k for k, n in names.items() if n == me}
-            others = holder_keys - mine
-            owners = {n for n in online if keymod.key_for_node(n) in others}
-            owners |= {names[k] for k in others if k in names and names[k] in online}
-            live = sorted(owners - {me})
-            if holder_keys & mine:
-                here = here or _held_here(args, online)
-                if here[0] is None:
-                    refusals.append(f"{r.disk.name} is held by this node's own key "
-                                    f"({desc}), and {here[1]}")
-                elif here[0]:
-                    live.append(f"{me} (this node: {here[1]})")
-            if live:
-                refusals.append(f"{r.disk.name} is held by {desc}, and "
-                                f"{', '.join(live)} is a live cluster node")
-            elif others and unknown_why:
-                refusals.append(f"{r.disk.name} is held by {desc}, and {unknown_why}")
-            elif any(not keymod.is_hamon_key(k) and k not in names for k in others):
-                refusals.append(f"{r.disk.name} is held by {desc}: hamon cannot tell "
-                                "whether the node behind that key is alive (the fence "
-                                "device's node_keys can name it)")
+            why = cancel.refusal(h, my_key=my_key, live=live, explicit=explicit or {},
+                                 describe=recovery.describe_key(res.key, nodes,
+                                                                explicit or {})
+                                 if res.held else "",
+                                 held_here=held_here)
+            if why:
+                refusals.append(why)
             plan.append((r.disk, st))
         if refusals and not args.force:
             raise CliError("refused: " + "; ".join(refusals) + ". Nothing was changed; "
@@ -416,6 +405,156 @@ def _do_cancel(args: argparse.Namespace, plan: list[tuple[Disk, rsv.LunStatus]],
     if journal_error:
         raise CliError(f"reservation cancelled, but {journal_error}")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+# -- monscsiclr ---------------------------------------------------------------------------
+def _alias_disks(args: argparse.Namespace, groups: Sequence[tuple[tuple[str, ...], str,
+                                                                  str | None]]
+                 ) -> list[tuple[str, Disk | None, str]]:
+    """(name, disk or None, why not) for every device of the alias: a group that cannot
+    be resolved as a whole is resolved operand by operand, so one missing device does
+    not hide the others (monscsiclr carries on past a failed device)."""
+    out: list[tuple[str, Disk | None, str]] = []
+    for ops, _, ini in groups:
+        resolver = _resolver(args, ini)
+        try:
+            out.extend((d.name, d, "") for d in resolver.resolve(list(ops)))
+            continue
+        except DeviceError:
+            pass
+        for op in ops:
+            try:
+                check_device(op, "this node")
+                out.extend((d.name, d, "") for d in resolver.resolve([op]))
+            except DeviceError as err:
+                out.append((op, None, str(err)))
+    return out
+
+
+def cmd_monscsiclr(args: argparse.Namespace) -> int:
+    """HA Monitor's ``monscsiclr server-alias-name`` (§9.21), with cancel's safety.
+
+    Every device of the hamon_disk resource(s) with that alias (from the CIB, or the disks
+    file's ``alias=`` lines when the cluster does not run): KAMN107-I, one line per
+    device (``CLEARED DEV``, or ``FAILED DEV: why``), KAMN108-I with SUCCESS or FAILURE.
+    A device is released when, read back after the CLEAR, no reservation is held; a
+    failed device does not stop the others; exit 0 only when every device was released.
+    """
+    alias = args.alias
+    if not alias or not alias.isprintable():
+        raise CliError(f"server alias {alias!r}: give the alias of a hamon_disk resource",
+                       EXIT_USAGE)
+    me = _node(args)
+    try:
+        my_key = keymod.resolve_key(args.key, me)
+        conf = config.configured_disks(args.disks_file, cib=not args.no_cib,
+                                       timeout=CLUSTER_TIMEOUT)
+    except ValueError as err:  # config.ConfigError too
+        raise CliError(str(err), EXIT_USAGE) from None
+    found = cancel.devices_of_alias(conf.sources, alias)
+    if not found.groups:
+        known = sorted({s.alias for s in conf.sources if s.alias})
+        raise CliError(f"no hamon_disk resource and no disks-file line has alias "
+                       f"{alias!r} (known: {', '.join(known) or 'none'}; "
+                       f"{'; '.join(conf.notes) or 'CIB and disks file read'})", EXIT_USAGE)
+
+    def say(msg_id: str, **fields: object) -> None:
+        m = emit(msg_id, stderr=False, **fields)   # syslog, and here in order with the rest
+        if not args.json:
+            print(m, flush=True)
+
+    say("KAMN107", command="monscsiclr", alias=alias)
+    mem, unknown_why = _liveness(args)
+    try:
+        records = _journal(args)[1]
+    except CliError:
+        records = []
+    nodes = _known_nodes(args, mem, records)
+    online = mem.online() if mem is not None and not unknown_why else set()
+    live = cancel.Liveness(me, frozenset(online), unknown_why)
+    here: list[tuple[bool | None, str]] = []
+
+    def held_here() -> tuple[bool | None, str]:
+        if not here:
+            here.append(_held_here(args, online))
+        return here[0]
+
+    explicit = config.configured_node_keys(CLUSTER_TIMEOUT)
+    overrides = (["--force"] if args.force else []) + (
+        [f"--nodes-online {','.join(sorted(online)) or '(none)'}"]
+        if args.nodes_online is not None else [])
+    rows: list[dict[str, Any]] = []
+    items = _alias_disks(args, found.groups)
+    try:
+        for name, disk, why_not in items:
+            row: dict[str, Any] = {"disk": name, "released": False}
+            rows.append(row)
+            row["result"] = why_not if disk is None else _release_one(
+                args, disk, my_key, live, explicit, nodes, held_here, overrides, row)
+            if not args.json:
+                print(f"CLEARED {name}" if row["released"] else
+                      f"FAILED {name}: {row['result']}", flush=True)
+        cleared = [r for r in rows if r.get("how") == "cleared"]
+        journal_error = None
+        if cleared:
+            try:
+                Journal(args.journal).append("cancel", node=me, command="monscsiclr",
+                                             alias=alias, forced=bool(overrides),
+                                             overrides=overrides, disks=cleared)
+            except OSError as err:
+                journal_error = f"the journal could not be updated: {err.strerror}"
+        result = cancel.verdict([r["released"] for r in rows])
+    finally:
+        _close([d for _, d, _ in items if d is not None])
+    if args.json:
+        _print_json({"alias": alias, "devices": rows, "result": result,
+                     "overrides": overrides, "journal_error": journal_error})
+    say("KAMN108", command="monscsiclr", result=result, alias=alias)
+    if journal_error:
+        print(f"hamon: released, but {journal_error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK if result == "SUCCESS" else EXIT_FAILED
+
+
+def _release_one(args: argparse.Namespace, disk: Disk, my_key: int,
+                 live: cancel.Liveness, explicit: dict[int, str], nodes: list[str],
+                 held_here: cancel.HeldHere, overrides: list[str],
+                 row: dict[str, Any]) -> str:
+    """Release one device as ``reservation cancel`` does; fills ``row``; the result
+    text. Released means: read back afterwards, no reservation is held."""
+    run_parallel([lambda: disk.check_paths(args.timeout)])
+    r = rsv.read_status([disk]).results[0]
+    if not r.ok:
+        return f"cannot read the reservation through any path ({r.error or r.detail})"
+    st: rsv.LunStatus = r.value
+    res = st.reservation
+    desc = recovery.describe_key(res.key, nodes, explicit) if res.held else ""
+    row.update(holder=format_key(res.key) if res.key else None,
+               keys_before=[format_key(k) for k in dict.fromkeys(st.keys)])
+    if not res.held:
+        row.update(released=True, how="nothing held")
+        return "no reservation was held"
+    why = cancel.refusal(cancel.Holder(disk.name, res.held, res.key, tuple(st.keys)),
+                         my_key=my_key, live=live, explicit=explicit, describe=desc,
+                         held_here=held_here)
+    if why and not args.force:
+        return f"refused: {why}; check crm_mon, then rerun with --force if the holder " \
+               "is really gone"
+    out = rsv.clear([disk], my_key).results[0]
+    if not out.ok:
+        return f"not cleared: {out.error or out.detail}"
+    if my_key in st.keys:  # CLEAR took this node's own registration too: restore it
+        row["reregistered"] = rsv.register([disk], my_key).ok
+    after = rsv.read_status([disk]).results[0]
+    if not after.ok:
+        return f"cleared, but the reservation cannot be read back ({after.error})"
+    if after.value.reservation.held:
+        return (f"still held by {format_key(after.value.reservation.key or 0)} after the "
+                "CLEAR")
+    row.update(released=True, how="cleared", via=out.paths[0].path if out.paths else "?")
+    emit("HAMN953", device=disk.name, holder=desc,
+         by=f"{live.me} ({', '.join(overrides)})" if overrides else live.me)
+    return f"released (was held by {desc})"
 
 
 # -- status ------------------------------------------------------------------------------
@@ -784,6 +923,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cancel: treat exactly these nodes (comma list) as alive instead "
                         "of asking the cluster; a test hook, and for a cluster whose tools "
                         "do not answer")
+    m = add("monscsiclr", cmd_monscsiclr, "release the reservation of every device of a "
+            "server alias (HA Monitor's monscsiclr), with the safety of reservation cancel",
+            device=None, parents=[journal])
+    m.add_argument("alias", metavar="ALIAS", help="the server alias: a hamon_disk "
+                   "resource's alias parameter (default its resource id), or alias= in the "
+                   "disks file")
+    m.add_argument("--force", action="store_true",
+                   help="release even when a live node holds a device, or when hamon "
+                        "cannot tell who is alive")
+    m.add_argument("--key", help="this node's key, when not derived from its name")
+    m.add_argument("--nodes-online", metavar="NODES",
+                   help="treat exactly these nodes (comma list) as alive instead of asking "
+                        "the cluster")
+    m.add_argument("--disks-file", metavar="FILE",
+                   help="disks file (default $HAMON_DISKS_FILE, else /etc/hamon/disks)")
+    m.add_argument("--no-cib", action="store_true",
+                   help="do not read the hamon_disk resources in the CIB")
     k = add("key", cmd_key, "show the reservation key hamon derives for a node",
             device=None)
     k.add_argument("node_name", nargs="?", metavar="NODE")
@@ -854,3 +1010,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hamon: internal error: {type(err).__name__}: {err} (HAMON_DEBUG=1 shows "
               "the traceback; please report it)", file=sys.stderr)
         return EXIT_FAILED
+
+
+def monscsiclr_main(argv: Sequence[str] | None = None) -> int:
+    """``monscsiclr ALIAS [options]``: HA Monitor's command name for ``hamon monscsiclr``,
+    so HA Monitor runbooks run unchanged."""
+    return main(["monscsiclr", *(sys.argv[1:] if argv is None else argv)])

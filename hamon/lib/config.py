@@ -15,9 +15,10 @@ Configured disks come from two sources, both read, neither required:
 2. **A disks file**, ``/etc/hamon/disks`` (``$HAMON_DISKS_FILE``), for disks outside the
    cluster configuration or a node where Pacemaker is down: one shared disk per line,
    operands separated by commas or blanks (``iscsi://`` URLs on one line are the paths
-   of one LUN), an optional ``initiator=IQN``; ``#`` starts a comment::
+   of one LUN), an optional ``initiator=IQN`` and ``alias=NAME`` (the server alias, for
+   ``hamon monscsiclr``); ``#`` starts a comment::
 
-       /dev/mapper/mpatha
+       /dev/mapper/mpatha alias=svc
        iscsi://10.0.0.1/iqn.2026-11.org.example:t1/1 iscsi://10.0.1.1/iqn.2026-11.org.example:t1/1
 
 Why not only the CIB: the CIB cannot be read while Pacemaker is down, which is exactly
@@ -92,6 +93,9 @@ class DiskSource:
     operands: tuple[str, ...]
     origin: str                 # "/etc/hamon/disks:3", "CIB shared-disk (ocf:hamon:hamon_disk)"
     initiator: str | None = None
+    #: the server alias (hamon_disk's ``alias``, else its resource id; ``alias=`` in the
+    #: disks file); None for a fence device, which serves no alias
+    alias: str | None = None
 
 
 @dataclass
@@ -144,20 +148,22 @@ def parse_disks_file(text: str, origin: str) -> list[DiskSource]:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        initiator = None
+        settings: dict[str, str] = {}
         operands = []
         for word in split_operands(line):
             if "=" in word and "://" not in word:
                 name, _, value = word.partition("=")
-                if name != "initiator" or not value:
+                if name not in ("initiator", "alias") or not value:
                     raise ConfigError(f"{origin}:{n}: unknown setting {word!r}; a line "
-                                      "holds device operands and optionally initiator=IQN")
-                initiator = value
+                                      "holds device operands and optionally initiator=IQN "
+                                      "and alias=NAME")
+                settings[name] = value
             else:
                 operands.append(word)
         if not operands:
             raise ConfigError(f"{origin}:{n}: no device on this line")
-        out.append(DiskSource(tuple(operands), f"{origin}:{n}", initiator))
+        out.append(DiskSource(tuple(operands), f"{origin}:{n}", settings.get("initiator"),
+                              settings.get("alias")))
     return out
 
 
@@ -183,8 +189,9 @@ def parse_cib(xml_text: str) -> list[DiskSource]:
         if not operands:
             continue
         agent = f"{cls}:{prov}:{typ}" if cls == "ocf" else f"{cls}:{typ}"
+        alias = (values.get("alias") or prim.get("id")) if cls == "ocf" else None
         out.append(DiskSource(tuple(operands), f"CIB {prim.get('id')} ({agent})",
-                              values.get("iscsi_initiator") or None))
+                              values.get("iscsi_initiator") or None, alias))
     return out
 
 

@@ -37,6 +37,7 @@ def test_staged_install_layout_and_uninstall(tmp_path: Path):
     make("install", f"DESTDIR={d}")
     got = files(d)
     assert "usr/sbin/hamon" in got
+    assert "usr/sbin/monscsiclr" in got and "usr/share/man/man8/monscsiclr.8" in got
     assert "usr/share/man/man8/hamon.8" in got
     assert "usr/lib/hamon/hamon/cli.py" in got
     assert "usr/lib/hamon/hamon/lib/recovery.py" in got
@@ -62,6 +63,13 @@ def test_relocated_install_runs_and_is_found(tmp_path: Path):
                        text=True, env=env, cwd=tmp_path, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     assert '"node": "node1"' in p.stdout
+    # HA Monitor's command name runs `hamon monscsiclr`
+    empty = tmp_path / "disks"
+    empty.write_text("")
+    p = subprocess.run([str(t / "usr/sbin/monscsiclr"), "svc", "--no-cib", "--disks-file",
+                        str(empty)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                       timeout=60, check=False)
+    assert p.returncode == 2 and "no hamon_disk resource" in p.stderr, p.stderr
     # Python finds the package through hamon.pth
     code = (f"import site; site.addsitedir({str(t / 'pth')!r}); import hamon.cli; "
             "print(hamon.cli.__file__)")
