@@ -124,7 +124,15 @@ def _look(disks: list[Disk], timeout: float) -> list[recovery.DiskNow]:
 
 
 def _close(disks: list[Disk]) -> None:
+    """Close every path, after naming on stderr each path that failed in this command
+    while another path of its disk worked (hamon.lib.faults): the answer read through
+    the other path is true, but the administrator must learn that a path ended a command
+    abnormally. A disk none of whose paths worked is the command's own error line."""
     for d in disks:
+        failed = d.failed_paths()
+        for p in failed if len(failed) < len(d.paths) else ():
+            print(f"hamon: {d.path_label(p)}: path failed ({p.code or 'IO-ERR'}): "
+                  f"{p.reason}", file=sys.stderr)
         d.close()
 
 

@@ -338,3 +338,57 @@ def test_recover_after_a_stop_whose_live_path_refused_pr_out(san, tmp_path):
     plan = json.loads(rec.stdout)
     step4 = next(s for s in plan["steps"] if s["step"] == 4)
     assert step4["applies"] != "no", step4   # the reservation IS held: never "nothing"
+
+
+def _hold(san: San, tmp_path: Path, urls: list[str]) -> None:
+    assert DiskNode("node1", tmp_path).run("start", urls).rc == 0
+    assert san.holder() == K1
+
+
+@pytest.mark.parametrize(("fault", "extent"), SHORT, ids=SHORT_IDS)
+def test_cli_keys_and_reservation(san, tmp_path, fault, extent):
+    paths, ports = EXTENTS[extent]
+    urls = san.urls(paths)
+    _hold(san, tmp_path, urls)
+    san.inject(fault, ports)
+    keys = hamon("--json", "keys", ",".join(urls))
+    res = hamon("--json", "reservation", ",".join(urls))
+    san.clear()
+    for r in (keys, res):
+        assert "Traceback" not in r.stderr
+        for i in ports:   # every path that failed is named: on stderr when routed around,
+            path = san.urls(2)[i]      # else in the disk's error ("no path works (...)")
+            named = r.stderr if len(ports) < paths else r.stdout
+            assert f"({path}): path failed" in named if len(ports) < paths else \
+                f"{path}: " in named, r.stdout + r.stderr
+    if len(ports) < paths:   # read through the working path: the LUN's truth
+        assert keys.rc == 0 and res.rc == 0, keys.stderr + res.stderr
+        listed = json.loads(keys.stdout)[0]["keys"]   # one entry per registered nexus
+        assert listed == [f"0x{K1:x}"] * len(san.registered())
+        assert json.loads(res.stdout)[0]["key"] == f"0x{K1:x}"
+    else:
+        assert keys.rc == 1 and res.rc == 1
+        assert json.loads(keys.stdout)[0]["keys"] is None
+        assert json.loads(res.stdout)[0]["ok"] is False
+
+
+@pytest.mark.parametrize(("fault", "extent"), SHORT, ids=SHORT_IDS)
+def test_cli_cancel(san, tmp_path, fault, extent):
+    """hamon reservation cancel of a dead node's reservation: through the working path
+    when one path faults (verified by the observer), refused with exit 1 and nothing
+    changed when no path works."""
+    paths, ports = EXTENTS[extent]
+    urls = san.urls(paths)
+    _hold(san, tmp_path, urls)
+    san.inject(fault, ports)
+    r = hamon("--node", "node2", "--nodes", "node1,node2", "reservation", "cancel",
+              ",".join(urls), "--nodes-online", "node2", "--journal",
+              str(tmp_path / "cancel.journal"))
+    san.clear()
+    assert "Traceback" not in r.stderr
+    if len(ports) < paths:
+        assert r.rc == 0, r.stdout + r.stderr
+        assert san.holder() is None and K1 not in san.registered()
+    else:
+        assert r.rc == 1, r.stdout + r.stderr
+        assert san.holder() == K1 and K1 in san.registered()
