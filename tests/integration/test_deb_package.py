@@ -6,6 +6,7 @@ machine to install into: the VM tier does it (tests/system/test_deb_install.py).
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -87,3 +88,29 @@ def test_the_build_leaves_the_checkout_alone(deb):
                  "debian/hamon.substvars", "debian/debhelper-build-stamp"):
         assert not (debpkg.REPO / left).exists(), left
     assert not list(debpkg.REPO.parent.glob("hamon_*.deb"))
+
+
+def test_deb_installs_in_a_sandbox_is_found_by_pcs_and_purges_clean(deb, tmp_path):
+    """The VM tier's scenario (scenarios/deb_install.sh) in an overlay of this machine's
+    root (sandbox_install.sh): apt-get install ./hamon_*.deb, `pcs stonith describe` and
+    `pcs resource describe` with no cluster running, purge leaves nothing. ~15 s here,
+    against minutes under QEMU TCG; the host's files are the overlay's read-only lower
+    layer and stay as they were."""
+    for tool in ("unshare", "chroot", "pcs"):
+        assert shutil.which(tool), f"{tool} not installed (tools/bootstrap cluster)"
+    before = [p for p in ("/usr/sbin/hamon", "/usr/lib/hamon") if Path(p).exists()]
+    p = subprocess.run(["unshare", "--mount", "--fork",
+                        str(Path(__file__).with_name("sandbox_install.sh")), str(deb),
+                        str(tmp_path)], capture_output=True, text=True, timeout=300,
+                       check=False)
+    got = {ln[3:] for ln in p.stdout.splitlines() if ln.startswith("OK ")}
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert {"nothing of hamon before the install", f"apt-get install ./{deb.name}",
+            "pcs stonith describe fence_hamon_scsi",
+            "pcs resource describe ocf:hamon:hamon_disk", "hamon --help (lists check-disk)",
+            "python3 imports hamon from /usr/lib/hamon (hamon.pth)",
+            "postinst byte-compiled the package",
+            "apt-get remove --purge hamon leaves none of its files"} <= got
+    assert "fence_hamon_scsi - " in (tmp_path / "pcs-stonith.txt").read_text()
+    assert "/usr/sbin/fence_hamon_scsi" in (tmp_path / "dpkg-L.txt").read_text().split()
+    assert [p for p in ("/usr/sbin/hamon", "/usr/lib/hamon") if Path(p).exists()] == before

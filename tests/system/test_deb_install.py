@@ -28,7 +28,7 @@ def test_deb_installs_is_found_by_pcs_and_purges_clean(vm):
     missing = debpkg.missing_tools()
     assert not missing, f"{missing} not installed: run tools/bootstrap package"
     deb = debpkg.deb()
-    r = vm(SCENARIOS / "deb_install.sh", env={"HAMON_DEB": str(deb)}, timeout=400)
+    r = vm(SCENARIOS / "deb_install.sh", env={"HAMON_DEB": str(deb)}, timeout=900)
     r.check()
     got = {line[3:] for line in r.stdout.splitlines() if line.startswith("OK ")}
     assert not set(CHECKS) - got, sorted(set(CHECKS) - got)

@@ -71,9 +71,6 @@ def check_disk(name: str, out: str, *operands: str) -> dict:
     (rep,) = json.loads(p.stdout)
     with open(f"/hamon/{out}", "w") as f:
         json.dump(rep, f, indent=2)
-    txt = run([*HAMON, "check-disk", *operands])
-    with open(f"/hamon/{out.replace('.json', '.txt')}", "w") as f:
-        f.write(txt.stdout + txt.stderr)
     check(f"{name}: check-disk ran (exit {p.returncode}), restored",
           rep["restored"] is True and p.returncode in (0, 1), p.stderr)
     return rep

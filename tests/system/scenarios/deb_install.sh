@@ -22,7 +22,7 @@ dpkg-query -W hamon >/dev/null 2>&1 && fail "dpkg knows hamon before the install
 # man-db's trigger rebuilds the whole man index: minutes under TCG, and not what is tested
 rm -f /var/lib/man-db/auto-update
 step apt-install
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends --no-download \
+DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
     "$deb" > /hamon/apt-install.log 2>&1 || { tail -20 /hamon/apt-install.log; fail "apt-get install"; }
 step installed
 ok "apt-get install ./$(basename "$deb")"
@@ -57,7 +57,7 @@ DEBIAN_FRONTEND=noninteractive apt-get remove --purge -y hamon > /hamon/apt-purg
 dpkg-query -W -f='${Status}' hamon 2>/dev/null | grep -q installed && fail "still installed"
 left=""
 while read -r p; do
-    [ -e "$p" ] || continue
+    [ -e "$p" ] && [ "$p" != "/." ] || continue  # dpkg -L starts with "/."
     # a directory other packages own too (/usr/sbin, /usr/share/man/man8, ...) stays
     [ -d "$p" ] && dpkg -S "$p" >/dev/null 2>&1 && continue
     left="$left $p"
