@@ -246,7 +246,8 @@ class NodeVM:
         _vm._write_env(share / "env", genv)
         if cib:
             (share / "cib.xml").write_text(cib)
-        (share / "fence_hamon_scsi.metadata").write_text(fence_metadata())
+        (share / "fence_hamon_scsi.metadata").write_text(agent_metadata("fence_hamon_scsi"))
+        (share / "hamon_disk.metadata").write_text(agent_metadata("ocf/hamon_disk"))
         (share / "corosync.conf").write_text(corosync_conf())
         s = self.sockdir
         for p in (s / f"{self.name}.qmp", s / f"{self.name}.dgram"):
@@ -406,12 +407,12 @@ class NodeVM:
         return self.qmp.shutdown_reason() if self.qmp else None
 
 
-def fence_metadata() -> str:
-    """fence_hamon_scsi's meta-data from this checkout's agent (see
-    cluster/fence_metadata_shim: the guests answer fenced's 5 s meta-data call with it)."""
-    return subprocess.run(["/usr/bin/python3", str(_vm.REPO / "agents/fence_hamon_scsi"),
-                           "-o", "metadata"], capture_output=True, text=True, check=True,
-                          timeout=60).stdout
+def agent_metadata(agent: str) -> str:
+    """An agent's meta-data from this checkout (see cluster/*_metadata_shim: the guests
+    answer Pacemaker's short meta-data calls with it)."""
+    args = ["-o", "metadata"] if "fence" in agent else ["meta-data"]
+    return subprocess.run(["/usr/bin/python3", str(_vm.REPO / "agents" / agent), *args],
+                          capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def corosync_conf() -> str:
@@ -573,7 +574,7 @@ class VMCluster:
     def crm(self, via: str | None = None) -> ET.Element | None:
         """crm_mon's XML from `via` (default: any live node), or None."""
         for n in ([self.nodes[via]] if via else self.live()):
-            r = n.run("crm_mon --output-as=xml", timeout=30)
+            r = n.run("crm_mon -1 -A -r --output-as=xml", timeout=30)
             if r.ok and r.out.strip():
                 with contextlib.suppress(ET.ParseError):
                     return ET.fromstring(r.out)

@@ -55,6 +55,9 @@ make -s -C "$HAMON_REPO" install-dev > /hamon/make-install.log 2>&1 || die "make
 cp /hamon/fence_hamon_scsi.metadata /run/fence_hamon_scsi.metadata || die "no meta-data"
 mv /usr/sbin/fence_hamon_scsi /usr/sbin/fence_hamon_scsi.real
 cp "$CLUSTER_DIR/fence_metadata_shim" /usr/sbin/fence_hamon_scsi
+cp /hamon/hamon_disk.metadata /run/hamon_disk.metadata || die "no hamon_disk meta-data"
+mv /usr/lib/ocf/resource.d/hamon/hamon_disk /usr/lib/ocf/resource.d/hamon/hamon_disk.real
+cp "$CLUSTER_DIR/ocf_metadata_shim" /usr/lib/ocf/resource.d/hamon/hamon_disk
 mkdir -p /usr/lib/ocf/resource.d/hamontest
 ln -sf "$CLUSTER_DIR/writer_ocf" /usr/lib/ocf/resource.d/hamontest/writer
 mkdir -p /mnt/lunb
