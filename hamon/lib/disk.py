@@ -80,18 +80,28 @@ class Path:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def transport(self) -> Transport:
-        with self._lock:
+        from hamon.lib.transport import loop
+
+        loop.acquire(self._lock)  # cooperatively: the opener may wait in the action's loop
+        try:
             if self._transport is None:
                 self._transport = self.opener()
             return self._transport
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        with self._lock:
+        from hamon.lib.transport import loop
+
+        loop.acquire(self._lock)
+        try:
             if self._transport is not None:
                 try:
                     self._transport.close()
                 finally:
                     self._transport = None
+        finally:
+            self._lock.release()
 
     @property
     def failed(self) -> bool:
@@ -212,6 +222,14 @@ def run_parallel(jobs: list[Callable[[], object]], max_workers: int = 64) -> lis
     return loop.parallel(jobs, max_workers)
 
 
+def run_in_threads(jobs: list[Callable[[], object]], max_workers: int = 16) -> list[object]:
+    """Like :func:`run_parallel`, in threads: for jobs that block outside the action's
+    loop (a process such as attrd_updater, which a loop job would wait for alone)."""
+    from hamon.lib.transport import loop
+
+    return loop.threads(jobs, max_workers)
+
+
 @dataclass
 class Resolver:
     """Turns operands into disks. ``initiator`` is this node's name for ``iscsi://``."""
@@ -221,6 +239,12 @@ class Resolver:
     #: Factories, replaceable in unit tests (the sim target).
     iscsi_opener: Callable[[str, str, float], Transport] | None = None
     sgio_opener: Callable[[str, float], Transport] | None = None
+    #: iscsi:// URLs of one target and LUN number are identified through one of them;
+    #: the others log in only when used (the fence agent: ``off`` needs one path per
+    #: LUN). See hamon.lib.multipath.iscsi_group.
+    one_path_per_lun: bool = False
+    #: Set when RLIMIT_NOFILE could not be raised far enough (see transport.fds).
+    fd_warning: str | None = None
     #: multipathd's path view, asked once per resolve() call (see multipathd_view).
     _multipathd: dict[str, tuple[str, str]] | None = field(default=None, init=False,
                                                            repr=False)
@@ -256,10 +280,25 @@ class Resolver:
         if not operands:
             raise DeviceError("no device given: name at least one shared disk")
         self._multipathd = None
+        self._fd_check(len(operands))  # at least one path each, before any is opened
         try:
-            return self._resolve(operands)
+            disks = self._resolve(operands)
         finally:
             self._multipathd = None
+        self._fd_check(sum(len(d.paths) for d in disks))
+        return disks
+
+    def _fd_check(self, paths: int) -> None:
+        """RLIMIT_NOFILE raised for ``paths`` paths; a warning (logged, and kept in
+        ``fd_warning``) when even the hard limit is not enough."""
+        from hamon.lib.transport import fds
+
+        why = fds.ensure(paths)
+        if why and why != self.fd_warning:
+            import logging
+
+            self.fd_warning = why
+            logging.getLogger("hamon").warning("%s", why)
 
     def _resolve(self, operands: list[str]) -> list[Disk]:
         from hamon.lib.multipath import dmmp, hdlm, iscsi_group, single

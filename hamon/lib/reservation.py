@@ -20,6 +20,14 @@ Rules that hold everywhere:
 * RESERVATION CONFLICT is never success, and never retried into one.
 * PREEMPT AND ABORT falls back to PREEMPT when the target answers ILLEGAL REQUEST (tgt
   does), and the fallback is remembered per LUN for the life of the process.
+* What one LUN taught applies to every LUN of the same target (:func:`_target_of`: the
+  iSCSI target name; the SCSI vendor and product for /dev paths), so that an action on
+  many LUNs does not send the same refused command to each: PREEMPT AND ABORT refused,
+  READ FULL STATUS refused, a new session not being the registered nexus (tgt). Each is
+  a guess for the other LUNs, and each guess is safe when wrong: PREEMPT removes the
+  victim as PREEMPT AND ABORT does, a refused READ FULL STATUS is asked as READ KEYS and
+  READ RESERVATION, and the nexus guess is checked by counting (:func:`guarded_preempt`),
+  so a wrong guess costs commands, never a needed one.
 """
 from __future__ import annotations
 
@@ -39,9 +47,35 @@ from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.transport.base import PathError, Transport
 
-#: LUNs (by WWID, else operand) known to refuse PREEMPT AND ABORT.
+#: LUNs (by WWID, else operand) known to refuse PREEMPT AND ABORT, and targets
+#: (``target:`` + :func:`_target_of`) where one LUN refused it.
 _NO_PREEMPT_ABORT: set[str] = set()
 _NO_PREEMPT_ABORT_LOCK = threading.Lock()
+#: Targets where a new session was not the registered nexus of its initiator port
+#: (tgt binds a registration to the session), and LUNs or targets without READ FULL
+#: STATUS. Process-wide, like _NO_PREEMPT_ABORT: an agent process is one action.
+_NEW_SESSION_UNREGISTERED: set[str] = set()
+_NO_FULL_STATUS: set[str] = set()
+
+
+def _target_of(t: Transport) -> str | None:
+    """``target:<name>`` for the target behind ``t`` (the transport's ``target_id``),
+    or None when the transport cannot say (then only the LUN itself is remembered)."""
+    tid = getattr(t, "target_id", None)
+    return f"target:{tid}" if tid else None
+
+
+def _known(memory: set[str], t: Transport, disk: Disk) -> bool:
+    target = _target_of(t)
+    return _lun_key(disk) in memory or (target is not None and target in memory)
+
+
+def _learn(memory: set[str], t: Transport, disk: Disk) -> None:
+    target = _target_of(t)
+    with _NO_PREEMPT_ABORT_LOCK:
+        memory.add(_lun_key(disk))
+        if target is not None:
+            memory.add(target)
 
 
 @dataclass
@@ -299,14 +333,14 @@ def preempt_through(t: Transport, disk: Disk, key: int, victim: int,
     that both :func:`preempt` and the fence agent's guarded preempt stand on.
     Errors other than ILLEGAL REQUEST (RESERVATION CONFLICT above all) propagate.
     """
-    lun = _lun_key(disk)
-    if abort and lun not in _NO_PREEMPT_ABORT:
+    if abort and _known(_NO_PREEMPT_ABORT, t, disk):
+        _learn(_NO_PREEMPT_ABORT, t, disk)  # this LUN too, for the rest of the process
+    elif abort:
         try:
             command.pr_out(t, Out.PREEMPT_AND_ABORT, key, victim, rtype)
             return "preempted and aborted", "preempt-and-abort"
         except IllegalRequest:
-            with _NO_PREEMPT_ABORT_LOCK:
-                _NO_PREEMPT_ABORT.add(lun)
+            _learn(_NO_PREEMPT_ABORT, t, disk)
     command.pr_out(t, Out.PREEMPT, key, victim, rtype)
     return ("preempted (the target lacks PREEMPT AND ABORT)" if abort else "preempted",
             "preempt")
@@ -412,13 +446,12 @@ def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType) -> O
     def fn(d: Disk, p: Path) -> tuple[str, Any]:
         t = p.transport()
         detail, how = guarded_preempt(t, d, key, victim, rtype)
-        held = command.read_reservation(t)
-        if not held.held:
+        st = read_back(t, d)
+        if not st.reservation.held:
             with contextlib.suppress(ReservationConflict):  # somebody was faster: fine
                 command.pr_out(t, Out.RESERVE, key, 0, rtype)
-            held = command.read_reservation(t)
-        keys = command.read_keys(t)
-        return detail, (how, LunStatus(keys.keys, keys.generation, held))
+            st = read_back(t, d)
+        return detail, (how, st)
 
     return _single("fence", disks, fn)
 
@@ -452,18 +485,32 @@ def guarded_preempt(t: Transport, d: Disk, key: int, victim: int,
        does not hold the reservation removes its own registration again, and a PREEMPT
        of our key (when we are fenced) removes them all. Our other registrations, those
        of live sessions that write, are never touched.
+
+    Where another LUN of the same target already showed that a new session is not the
+    registered nexus (tgt), step 2's PREEMPT would only be refused again: it is left out
+    when step 1 listed our key at least twice (c1 >= 2), and step 3 then tells by
+    counting whether the guess was right. c2 >= 2 after the REGISTER proves, as above,
+    that nobody removed our key (a PREEMPT of it removes every entry, the guessed nexus
+    included, leaving at most the one the REGISTER made); c2 == c1 + 1 shows that the
+    REGISTER added this nexus (the guess was right, step 5 removes it again); any other
+    count leaves it registered (the guess was wrong: this nexus was registered already,
+    and removing it would remove a live registration). With c1 == 1 the two cases could
+    not be told apart, so step 2 is sent as before. A wrong guess costs two commands.
     """
-    keys = command.read_keys(t).keys
-    if key not in keys:
+    before = command.read_keys(t).keys
+    if key not in before:
         raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} is not registered")
-    if victim not in keys:
+    if victim not in before:
         return f"{prm.format_key(victim)} not registered", "absent"
-    try:
-        return preempt_through(t, d, key, victim, rtype)
-    except ReservationConflict:
-        pass
+    guessed = before.count(key) >= 2 and _known(_NEW_SESSION_UNREGISTERED, t, d)
+    if not guessed:
+        try:
+            return preempt_through(t, d, key, victim, rtype)
+        except ReservationConflict:
+            _learn(_NEW_SESSION_UNREGISTERED, t, d)
     command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key)
     keys = command.read_keys(t).keys
+    added = not guessed or keys.count(key) == before.count(key) + 1
     if keys.count(key) < 2:
         with contextlib.suppress(ScsiError):  # undo: we were removed before registering
             command.pr_out(t, Out.REGISTER, key, 0)
@@ -479,13 +526,44 @@ def guarded_preempt(t: Transport, d: Disk, key: int, victim: int,
         except ReservationConflict:
             raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed "
                                 "while this node was fencing") from None
-    if not victim_held:
+    if not victim_held and added:
         try:
             command.pr_out(t, Out.REGISTER, key, 0)
         except ReservationConflict:
             raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed "
                                 "while this node was fencing") from None
     return outcome
+
+
+def read_back(t: Transport, d: Disk) -> LunStatus:
+    """Keys and holder of one LUN through ``t``: READ FULL STATUS (one command) where
+    the target has it, else READ KEYS + READ RESERVATION; the refusal is remembered for
+    the target. A malformed answer is a fault like any other (the caller's path moves
+    on); only ILLEGAL REQUEST means "not supported"."""
+    if not _known(_NO_FULL_STATUS, t, d):
+        try:
+            fs = command.read_full_status(t)
+        except IllegalRequest:
+            _learn(_NO_FULL_STATUS, t, d)
+        else:
+            return _status_from_full(fs)
+    keys = command.read_keys(t)
+    return LunStatus(keys.keys, keys.generation, command.read_reservation(t))
+
+
+def _status_from_full(fs: prm.FullStatus) -> LunStatus:
+    """READ FULL STATUS as READ KEYS + READ RESERVATION would have said it: one key per
+    registered nexus; the holder's key and type (key 0 for the all-registrants types,
+    whose holder is every registrant, as READ RESERVATION reports them)."""
+    holders = [e for e in fs.entries if e.holder and e.type is not None]
+    if not holders:
+        held = prm.Reservation(fs.generation, None, None)
+    else:
+        rt = holders[0].type
+        assert rt is not None
+        held = prm.Reservation(fs.generation, 0 if rt.all_registrants else holders[0].key,
+                               rt)
+    return LunStatus(tuple(e.key for e in fs.entries), fs.generation, held, fs)
 
 
 # -- one path: is our key there, and put it back ---------------------------------------------

@@ -440,6 +440,12 @@ class IscsiTransport(Transport):
             self._lock.release()
 
     @property
+    def target_id(self) -> str:
+        """The iSCSI target (its name, which RFC 7143 makes worldwide unique): what one
+        LUN of it taught about the target's PR behaviour holds for its other LUNs."""
+        return f"iscsi:{self.url.target.lower()}"
+
+    @property
     def connected(self) -> bool:
         """Whether a session is open (for tests and diagnostics)."""
         return self._ctx is not None

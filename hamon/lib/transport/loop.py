@@ -285,7 +285,7 @@ def parallel(jobs: list[Callable[[], object]], max_workers: int = 64) -> list[ob
         return _call(jobs[0])
     if enabled():
         return Loop().run(jobs)
-    return _threads(jobs, max_workers)
+    return threads(jobs, max_workers)
 
 
 def acquire(lock: threading.Lock) -> None:
@@ -306,7 +306,11 @@ def _call(job: Callable[[], object]) -> list[object]:
         return [err]
 
 
-def _threads(jobs: list[Callable[[], object]], max_workers: int) -> list[object]:
+def threads(jobs: list[Callable[[], object]], max_workers: int = 16) -> list[object]:
+    """Run ``jobs`` in a thread pool (one job: inline); results or exceptions in order.
+    For jobs that block outside any loop (processes), and the fallback without greenlet."""
+    if len(jobs) <= 1:
+        return [_call(j)[0] for j in jobs]
     from concurrent.futures import ThreadPoolExecutor
 
     def call(job: Callable[[], object]) -> object:

@@ -302,6 +302,14 @@ class SgioTransport(Transport):
         finally:
             self._lock.release()
 
+    @property
+    def target_id(self) -> str | None:
+        """The SCSI vendor and product (the kernel's copy of the standard INQUIRY in
+        sysfs, no command sent) of the device or of a multipath map's first path: what
+        one LUN of a storage product taught about its PR behaviour holds for the rest of
+        that action's LUNs of the same product. None when sysfs does not say."""
+        return _vendor_product(self.path)
+
     def close(self) -> None:
         _loop.acquire(self._lock)
         try:
@@ -314,3 +322,23 @@ class SgioTransport(Transport):
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+
+def _vendor_product(dev: str) -> str | None:
+    """``scsi:<vendor>/<product>`` from sysfs for /dev/sdX, /dev/sgN or a dm map."""
+    name = os.path.basename(os.path.realpath(dev))
+    for base in (f"/sys/class/scsi_generic/{name}/device", f"/sys/block/{name}/device"):
+        if os.path.isdir(base):
+            break
+    else:
+        slaves = f"/sys/block/{name}/slaves"
+        try:
+            first = sorted(os.listdir(slaves))[0]
+        except (OSError, IndexError):
+            return None
+        base = f"/sys/block/{first}/device"
+    try:
+        with open(f"{base}/vendor") as v, open(f"{base}/model") as m:
+            return f"scsi:{v.read().strip()}/{m.read().strip()}"
+    except OSError:
+        return None
