@@ -41,6 +41,10 @@ def _what(mode: int) -> str | None:
     return None
 
 
+#: Where sysfs is mounted; tests give a tree of their own.
+SYSFS = "/sys"
+
+
 def _is_scsi_block(sys_dir: str) -> bool:
     device = os.path.join(sys_dir, "device")
     return (os.path.isdir(os.path.join(device, "scsi_device"))
@@ -52,7 +56,7 @@ FIX = "give the shared disk's device node: /dev/sdX, /dev/sgN, /dev/mapper/NAME,
       "/dev/dm-N or /dev/sddlmXX"
 
 
-def check_device(op: str, node: str = "this node") -> None:
+def check_device(op: str, node: str = "this node", sysfs: str | None = None) -> None:
     """Return when ``op`` can be a shared SCSI disk here; NoDevice / NotADisk otherwise.
 
     ``iscsi://`` URLs and other non-``/dev`` names are not this function's business.
@@ -75,7 +79,7 @@ def check_device(op: str, node: str = "this node") -> None:
             return
         raise NotADisk(f"{op}: a character device ({major}:{minor}) on {node} that is not "
                        f"a SCSI generic device (/dev/sgN); {FIX}")
-    sys_dir = f"/sys/dev/block/{major}:{minor}"
+    sys_dir = f"{sysfs or SYSFS}/dev/block/{major}:{minor}"
     if major == LOOP_MAJOR or os.path.basename(os.path.realpath(op)).startswith("loop"):
         raise NotADisk(f"{op}: a loop device on {node}, not a shared SCSI disk (it has no "
                        f"SCSI-3 persistent reservations); {FIX}")
