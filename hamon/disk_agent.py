@@ -66,6 +66,7 @@ from hamon.lib.disk import (
     PathState,
     Resolver,
     refuse_same_lun_twice,
+    run_in_threads,
     run_parallel,
 )
 from hamon.lib.identity import check_iscsi_name, default_initiator, local_node_name
@@ -381,15 +382,35 @@ class DiskAgent:
             return self.settings.key in st.keys
         return res.key == self.settings.key
 
-    def _publish(self, disks: list[Disk], missing: list[DiskFailure]) -> None:
-        """``hamon-paths-<disk>`` = up/total for crm_mon -A; never fails the action."""
+    def _publish(self, disks: list[Disk], missing: list[DiskFailure], *,
+                 fresh: bool = False) -> None:
+        """``hamon-paths-<disk>`` = up/total for crm_mon -A; never fails the action.
+
+        Only the values that changed since the last write (the State file's
+        ``published``) cost an ``attrd_updater`` process: a 16-LUN monitor ran 16 of them
+        every interval. ``fresh`` (start) writes every value and forgets the record, so
+        the first monitor after a start writes every value again (attrd may have lost
+        them meanwhile: a restart of the node's attribute manager). A write that failed
+        is not recorded, so the next monitor tries it again."""
         assert self.attributes is not None
         names = [d.name for d in disks] + [m.disk for m in missing]
         values = [f"{len(d.up_paths())}/{len(d.paths)}" for d in disks] + \
             ["0/1" for _ in missing]
-        jobs = [lambda n=n, v=v: self.attributes.set(n, v)  # type: ignore[union-attr]
-                for n, v in zip(pcmk.path_attribute_names(names), values, strict=True)]
-        run_parallel(jobs)
+        wanted = dict(zip(pcmk.path_attribute_names(names), values, strict=True))
+        before = None if fresh else self.state.load().get("published")
+        if not isinstance(before, dict):
+            before = {}
+            first = True
+        else:
+            first = False
+        todo = [(n, v) for n, v in wanted.items() if first or before.get(n) != v]
+        ok = run_in_threads([lambda n=n, v=v: self.attributes.set(n, v)  # type: ignore[union-attr]
+                             for n, v in todo])
+        done = {n: v for (n, v), r in zip(todo, ok, strict=True) if r is True}
+        record = None if fresh else {n: v for n, v in ({**before, **done}).items()
+                                      if n in wanted}
+        with contextlib.suppress(OSError):  # only the saving of writes suffers
+            self.state.update(published=record)
 
     def _node_of(self, key: int) -> str:
         assert self.node_names is not None
@@ -430,7 +451,7 @@ class DiskAgent:
         act(decision, alias=s.alias, host=s.node, hostkey=s.key, journal=self.journal,
             terminator=None,
             resource=s.resource, details={"action": "start"})
-        self._publish(disks, missing)
+        self._publish(disks, missing, fresh=True)
         with contextlib.suppress(OSError):
             self.state.update(paths=path_states(disks))
         if decision.verdict is Verdict.FAIL:
@@ -636,8 +657,10 @@ class DiskAgent:
     def _unpublish_names(self, disks: list[Disk], missing: list[DiskFailure]) -> None:
         assert self.attributes is not None
         names = pcmk.path_attribute_names([d.name for d in disks] + [m.disk for m in missing])
-        run_parallel([lambda n=n: self.attributes.delete(n)  # type: ignore[union-attr]
-                      for n in names])
+        run_in_threads([lambda n=n: self.attributes.delete(n)  # type: ignore[union-attr]
+                        for n in names])
+        with contextlib.suppress(OSError):  # deleted: the next monitor writes them again
+            self.state.update(published=None)
 
     # -- monitor ----------------------------------------------------------------------------
     def monitor(self, probe: bool = False) -> int:
