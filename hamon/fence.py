@@ -20,30 +20,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
+import re  # fencing.py imports re and subprocess: no cost of ours
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
-from typing import Any
 
-from hamon.fence_core import (
-    DEFAULT_ALIAS,
-    DEFAULT_SCSI_TIMEOUT,
-    DEFAULT_TYPE,
-    FenceError,
-    Fencer,
-    Node,
-    ResolverFactory,
-    Settings,
-    default_resolver,
-    parse_pairs,
-)
-from hamon.lib import keys as keymod
-from hamon.lib.devcheck import check_device
-from hamon.lib.disk import DeviceError, split_operands
-from hamon.lib.identity import check_iscsi_name, local_node_name
-from hamon.lib.scsi.pr import ReservationType, format_key
+TYPE_CHECKING = False  # typing itself costs milliseconds at every start; annotations only
+if TYPE_CHECKING:  # loaded by _load_core() when an action needs them, not for metadata
+    from collections.abc import Callable
+    from typing import Any
+
+    from hamon.fence_core import (
+        FenceError,
+        Fencer,
+        Node,
+        ResolverFactory,
+        Settings,
+        parse_pairs,
+    )
+    from hamon.lib import keys as keymod
+    from hamon.lib.devcheck import check_device
+    from hamon.lib.disk import DeviceError, split_operands
+    from hamon.lib.identity import check_iscsi_name, local_node_name
+    from hamon.lib.scsi.pr import ReservationType, format_key
+
+#: fence_core's defaults as the metadata shows them, without importing the engine for
+#: ``-o metadata`` (tests/unit/test_fence_agent.py checks they agree with fence_core).
+DEFAULT_ALIAS = "fence_hamon_scsi"
+DEFAULT_SCSI_TIMEOUT = 5.0
+DEFAULT_TYPE_SHORT = "WE-RO"
 
 FENCING_LIB = "/usr/share/fence"
 AGENT = "fence_hamon_scsi"
@@ -56,8 +61,64 @@ SCSI_TIMEOUT_MIN, SCSI_TIMEOUT_MAX = 1, 300
 
 log = logging.getLogger("fence_hamon_scsi")
 
-#: Replaceable by tests (the in-memory target); the agent always uses the default.
-resolver_factory: ResolverFactory = default_resolver
+#: Replaceable by tests (the in-memory target); the agent uses :func:`lean_resolver`.
+resolver_factory: ResolverFactory | None = None
+_core_loaded = False
+#: What _load_core() binds as globals of this module (and PEP 562 serves on access).
+_LAZY = frozenset({"FenceError", "Fencer", "Node", "ResolverFactory", "Settings",
+                   "default_resolver", "parse_pairs", "keymod", "check_device",
+                   "DeviceError", "split_operands", "check_iscsi_name", "local_node_name",
+                   "ReservationType", "format_key", "ConfigError", "lean_resolver"})
+
+
+def _load_core() -> None:
+    """Import the engine (fence_core, hamon.lib): every action but the documentation
+    needs it; ``-o metadata`` (run by pcs and Pacemaker often) does not, and starts as
+    fast as fence_scsi's does without it."""
+    global _core_loaded, resolver_factory
+    global FenceError, Fencer, Node, ResolverFactory, Settings, default_resolver
+    global parse_pairs, keymod, check_device, DeviceError, split_operands
+    global check_iscsi_name, local_node_name, ReservationType, format_key, ConfigError
+    global lean_resolver
+    if _core_loaded:
+        return
+    from hamon.fence_core import (
+        FenceError,
+        Fencer,
+        Node,
+        ResolverFactory,
+        Settings,
+        default_resolver,
+        parse_pairs,
+    )
+    from hamon.lib import keys as keymod
+    from hamon.lib.devcheck import check_device
+    from hamon.lib.disk import DeviceError, Resolver, split_operands
+    from hamon.lib.identity import check_iscsi_name, local_node_name
+    from hamon.lib.scsi.pr import ReservationType, format_key
+
+    class ConfigError(FenceError):  # type: ignore[no-redef]
+        """A bad option value (validate-all reports these)."""
+
+    ConfigError.__module__ = __name__
+    ConfigError.__qualname__ = "ConfigError"
+
+    def lean_resolver(initiator: str, timeout: float) -> Resolver:
+        """fence_core's resolver, logging in on one path per LUN (``off`` needs one
+        working path per LUN; the others are used when it faults)."""
+        return Resolver(initiator=initiator, timeout=timeout, one_path_per_lun=True)
+
+    if resolver_factory is None:
+        resolver_factory = lean_resolver
+    _core_loaded = True
+
+
+def __getattr__(name: str) -> Any:
+    """The engine's names, loaded on first access from outside (tests, fence_check)."""
+    if name in _LAZY:
+        _load_core()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEVICE_OPT = ["no_login", "no_password", "devices", "nodename", "port", "no_port", "key",
               "aptpl", "fabric_fencing", "on_target", "force_on", "logfile",
@@ -151,7 +212,7 @@ def define_new_opts(all_opt: dict[str, dict[str, Any]]) -> None:
         "shortdesc": "Persistent reservation type taken on unfencing and moved to the "
                      "fencing node on fencing: WE-RO (write exclusive, registrants only; "
                      "default), EA-RO, WE-AR, EA-AR, WE, EA, or the SPC-4 code (1-8).",
-        "default": DEFAULT_TYPE.short,
+        "default": DEFAULT_TYPE_SHORT,
         "order": 2,
     }
     all_opt["node_keys"] = {
@@ -237,18 +298,15 @@ def define_new_opts(all_opt: dict[str, dict[str, Any]]) -> None:
 
 
 # --------------------------------------------------------------------------- options
-class ConfigError(FenceError):
-    """A bad option value (validate-all reports these)."""
-
-
 def settings_from(options: dict[str, Any]) -> Settings:
     """fencing.py's options dict -> validated Settings; ConfigError names the option."""
+    _load_core()
     devices = split_operands(options.get("--devices", "") or "")
     if not devices:
         raise ConfigError("devices is required: give the shared disks, e.g. "
                           "devices=/dev/mapper/mpatha,/dev/mapper/mpathb")
     try:
-        rtype = ReservationType.parse(options.get("--reservation-type") or DEFAULT_TYPE.short)
+        rtype = ReservationType.parse(options.get("--reservation-type") or DEFAULT_TYPE_SHORT)
     except ValueError as err:
         raise ConfigError(f"reservation_type: {err}") from None
     node_keys: dict[str, int] = {}
@@ -295,6 +353,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
 
 def target_of(options: dict[str, Any], s: Settings) -> Node | None:
     """The node acted on: ``nodename`` (what Pacemaker passes), else ``plug``/``port``."""
+    _load_core()
     name = (options.get("--nodename") or options.get("--plug") or "").strip()
     explicit = (options.get("--key") or "").strip()
     if not name and not explicit:
@@ -522,17 +581,59 @@ def _deadline(options: dict[str, Any]) -> Callable[[], None]:
 
 def main(register_atexit: bool = True) -> int:
     """The agent. ``register_atexit`` is False only for in-process tests: fencing.py's
-    atexit_handler closes stdout, which is the agent's job at exit and nobody else's."""
-    fencing = _import_fencing()
-    if register_atexit:
-        import atexit
+    atexit_handler closes stdout, which is the agent's job at exit and nobody else's.
 
-        atexit.register(fencing.atexit_handler)
+    As the process's entry point (``register_atexit``) it does not return: it runs
+    fencing.py's atexit_handler itself, flushes the logs and the standard streams and
+    leaves with os._exit, without the interpreter's shutdown (module teardown, garbage
+    collection of every object: milliseconds a fence does not need). Every session is
+    logged out and closed before (Fencer.close), and nothing else this process started
+    outlives it; a SystemExit from fencing.py (``-o metadata``, a bad option) takes the
+    same way out with its code."""
+    if not register_atexit:
+        return _main()
+    fencing = None
+    try:
+        fencing = _import_fencing()
+        rc = _main(fencing)
+    except SystemExit as err:
+        rc = _exit_code(err)
+    _leave(rc, fencing)
+    return rc  # not reached
+
+
+def _exit_code(err: SystemExit) -> int:
+    if err.code is None:
+        return 0
+    if isinstance(err.code, int):
+        return err.code
+    print(err.code, file=sys.stderr)
+    return 1
+
+
+def _leave(rc: int, fencing: Any) -> None:
+    """fencing.py's atexit_handler (it closes stdout and turns a failed close into exit
+    1), then flush and os._exit(rc)."""
+    if fencing is not None:
+        try:
+            fencing.atexit_handler()
+        except SystemExit as err:
+            rc = _exit_code(err)
+    logging.shutdown()  # flushes and closes every handler (syslog, logfile)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(rc)
+
+
+def _main(fencing: Any = None) -> int:
+    fencing = fencing or _import_fencing()
     device_opt = list(DEVICE_OPT)
     define_new_opts(fencing.all_opt)
     options = fencing.check_input(device_opt, fencing.process_input(device_opt),
                                   other_conditions=True)
     fencing.show_docs(options, dict(DOCS))
+    _load_core()
     if "--logfile" in options:  # fence_scsi's backward-compatible logfile
         try:
             logfile = open(options["--logfile"], "a")  # noqa: SIM115 (lives until exit)
