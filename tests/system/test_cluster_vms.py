@@ -6,10 +6,11 @@ order below because each leaves the cluster in the state the next starts from (w
 is active, which was rebooted). Each prints its wall time, the takeover time (fault ->
 first acknowledged write of the new node) and the checker's counts per LUN; the module
 prints a table at the end (bench/README.md has it). Issue 16's numbering is kept in the
-names: 2, 1, 5, 3, 4.
+names: 2a, 2b, 1a, 5, 3, 4, 1b.
 
-Missing (see README.md here): the "answering errors" runs of scenarios 1 and 2 (they need
-the iSCSI fault proxy, tests/faultproxy.py).
+Every iSCSI path of every node goes through its own fault proxy (tests/faultproxy.py); the
+"a"/"b" runs of scenarios 1 and 2 fail paths silently (QMP set_link) / by answering
+HARDWARE ERROR to every command (the proxy's rules).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
 import checker
 
 from hamon.lib import keys as keymod
+from hamon.lib.transport.sim import HARDWARE_ERROR
 
 KEY = {n: keymod.key_for_node(n) for n in vmcluster.NODES}
 RESULTS: list[dict] = []
@@ -118,11 +120,15 @@ def lun_state(c: VMCluster):
 
 
 # ------------------------------------------------------------------------- scenario 2
-def test_2_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
+def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
+    """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
+    monitor 190), no failover, writes continue; back to 2/2 once the path returns."""
     t0 = time.monotonic()
+    ensure_both_up(vmc)
     active = vmc.wait_running(timeout=120)
     node = vmc.nodes[active]
-    t_cut = node.set_link("path1", False)
+    t_cut = time.monotonic()
+    fail(active)
     got = wait_for("hamon-paths-* = 1/2 on the active node",
                    lambda: any(v.startswith("1/") for v in path_attr(vmc, active).values()),
                    90, vmc)
@@ -134,7 +140,7 @@ def test_2_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
     assert vmc.where() == {active}, f"the group moved after one path failed: {vmc.where()}"
     for lun in ("A", "B"):
         vmc.wait_acks(active, lun, after=time.monotonic(), count=5, timeout=60)
-    node.set_link("path1", True)
+    restore(active)
     wait_for("hamon-paths-* back to 2/2",
              lambda: all(v.startswith("2/") for v in path_attr(vmc, active).values())
              and path_attr(vmc, active), 120, vmc)
@@ -143,19 +149,35 @@ def test_2_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
     assert vmc.where() == {active}
     a, b = run_check(vmc, None)
     assert_checker(a, b)
-    assert a.refused == 0 and b.refused == 0, "writes refused while one path was up"
-    record("2 one path cut (silent)", t0, a, b)
+    refused = [x for x in vmc.acks() if x.kind == "REF" and x.t > t_cut]
+    assert not refused, f"writes refused while one path was up: {refused[:5]}"
+    record(name, t0, a, b)
+
+
+def test_2a_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
+    one_path_fails(vmc, "2a one path cut (silent)",
+                   lambda n: vmc.nodes[n].set_link("path1", False),
+                   lambda n: vmc.nodes[n].set_link("path1", True))
+
+
+def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: VMCluster):
+    one_path_fails(vmc, "2b one path answering HARDWARE ERROR",
+                   lambda n: vmc.proxies[(n, 1)].set_rules(HARDWARE_ERROR),
+                   lambda n: vmc.proxies[(n, 1)].clear_rules())
 
 
 # ------------------------------------------------------------------------- scenario 1
-def test_1_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
+def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
+    """Every path of the active node fails, then `pcs resource move` (a planned
+    termination): KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other node
+    obtains LUN B and the writers continue there."""
     t0 = time.monotonic()
     ensure_both_up(vmc)
     old = vmc.wait_running(timeout=120)
     new = other(old)
     o, n = vmc.nodes[old], vmc.nodes[new]
-    t_fault = o.set_link("path0", False)
-    o.set_link("path1", False)
+    t_fault = time.monotonic()
+    fail(old)
     mv = n.run(f"pcs resource move svc {new} 2>&1", timeout=240)
     print(f"pcs resource move svc {new}: rc={mv.rc}\n{mv.out}{mv.err}")
     ended = o.wait_exit(180)
@@ -163,7 +185,7 @@ def test_1_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
     log = o.file("pacemaker.log")
     kamn = re.findall(r"KAMN\d+-[IWE][^\n]*", log)
     print("old node's KAMN lines:\n" + "\n".join(kamn[-12:]))
-    assert ended, (f"{old} still running 180 s after every path was cut during the move; "
+    assert ended, (f"{old} still running 180 s after every path failed during the move; "
                    f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
     assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
     assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
@@ -174,9 +196,19 @@ def test_1_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
     print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
           f"{st[1].reservation.key and hex(st[1].reservation.key)}")
     assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
+    for p in (0, 1):
+        vmc.proxies[(old, p)].clear_rules()
     a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
     assert_checker(a, b)
-    record("1 every path cut during move", t0, a, b, takeover_t - t_fault)
+    record(name, t0, a, b, takeover_t - t_fault)
+
+
+def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
+    def cut(node: str) -> None:
+        vmc.nodes[node].set_link("path0", False)
+        vmc.nodes[node].set_link("path1", False)
+
+    every_path_fails_during_move(vmc, "1a every path cut during move", cut)
 
 
 # ------------------------------------------------------------------------- scenario 5
@@ -268,3 +300,13 @@ def test_4_cluster_link_cut_exactly_one_writer(vmc: VMCluster):
     if loser.alive() is False:
         print(f"{loser.name} ended: {loser.shutdown_reason()}; watchdog:\n"
               f"{loser.file('watchdog.log')[-400:]}")
+
+
+# ----------------------------------------------------- scenario 1, second run (errors)
+def test_1b_every_path_answering_hardware_error_during_move(vmc: VMCluster):
+    def errors(node: str) -> None:
+        for p in (0, 1):
+            vmc.proxies[(node, p)].set_rules(HARDWARE_ERROR)
+
+    every_path_fails_during_move(vmc, "1b every path answering HARDWARE ERROR during move",
+                                 errors)

@@ -20,10 +20,11 @@ then serves commands. Per node (1 vCPU, 768 MB):
 Commands run in a guest through its run directory: the host writes ``cmd/N.sh``, the
 guest's loop runs it and leaves ``N.out``, ``N.err``, ``N.rc`` (:meth:`NodeVM.run`).
 
-Storage is the host's tgtd (tests/integration/tgt.py), two LUNs: LUN 1 = ``luna`` (the
-fence_scsi model: fence_hamon_scsi + a raw writer), LUN 2 = ``lunb`` (HA Monitor's model:
-hamon_disk + ext4 + a file writer). A node's reboot (hamon's OS termination, the watchdog
-hook) ends its QEMU (``-no-reboot``); :meth:`NodeVM.boot` starts it again.
+Storage is the host's tgtd (tests/integration/tgt.py), each node's path through its own
+fault proxy (tests/faultproxy.py; a plain relay until a scenario sets rules), two LUNs:
+LUN 1 = ``luna`` (the fence_scsi model: fence_hamon_scsi + a raw writer), LUN 2 = ``lunb``
+(HA Monitor's model: hamon_disk + ext4 + a file writer). A node's reboot (hamon's OS
+termination, the watchdog hook) ends its QEMU (``-no-reboot``); :meth:`NodeVM.boot` starts it again.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ HERE = Path(__file__).resolve().parent
 CLUSTER_DIR = HERE / "cluster"
 sys.path.insert(0, str(HERE.parent / "integration"))
 from tgt import Tgt  # noqa: E402
+
+sys.path.insert(0, str(HERE.parent.parent))
+from tests.faultproxy import FaultProxy  # noqa: E402
 
 IQN_BASE = "iqn.2003-01.org.linux-iscsi.hamon"
 CLUSTER_NAME = "hamonvm"
@@ -515,6 +519,9 @@ class VMCluster:
         self.tgt = Tgt(self.workdir / "tgt", luns=2, size_mb=lun_mb,
                        target=f"{IQN_BASE}:tgt")
         self.nodes: dict[str, NodeVM] = {}
+        #: (node, path) -> the fault proxy every iSCSI path goes through (no rules: a
+        #: plain relay); set_rules() on one makes that path of that node answer errors.
+        self.proxies: dict[tuple[str, int], FaultProxy] = {}
         self.t0 = time.monotonic()
 
     @property
@@ -528,6 +535,11 @@ class VMCluster:
     def start(self, timeout: float = 240) -> dict[str, float]:
         self.tgt.start()
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "lunb", str(self.lun_b)], check=True)
+        for name in NODES:
+            for path in (0, 1):
+                self.proxies[(name, path)] = FaultProxy(
+                    ("127.0.0.1", self.tgt.port), ("127.0.0.1", 0),
+                    name=f"{name}-path{path}").start()
         cib = seed_cib()
         for name, (nid, addr) in NODES.items():
             d = self.workdir / name
@@ -540,8 +552,10 @@ class VMCluster:
                 "NODE_NAME": name, "CL_ADDR": addr,
                 "CL_MAC": f"52:54:00:77:00:{nid:02x}",
                 "P0_MAC": f"52:54:00:02:00:{nid:02x}", "P1_MAC": f"52:54:00:03:00:{nid:02x}",
-                "TGT_IQN": self.tgt.target, "P0_PORT": str(self.tgt.port),
-                "P1_PORT": str(self.tgt.port), "INITIATOR": f"{IQN_BASE}:{name}",
+                "TGT_IQN": self.tgt.target,
+                "P0_PORT": str(self.proxies[(name, 0)].address[1]),
+                "P1_PORT": str(self.proxies[(name, 1)].address[1]),
+                "INITIATOR": f"{IQN_BASE}:{name}",
                 "HOSTS_LINES": ";".join(f"{a} {n}" for n, (_, a) in NODES.items()),
             })
         t = time.monotonic()
@@ -564,6 +578,8 @@ class VMCluster:
     def stop(self) -> None:
         for n in self.nodes.values():
             n.kill()
+        for p in self.proxies.values():
+            p.stop()
         self.tgt.terminate()
         shutil.rmtree(self.sockdir, ignore_errors=True)
 
