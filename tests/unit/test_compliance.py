@@ -143,3 +143,10 @@ def test_expected_write_follows_spc4(rtype, registered, holder, allowed):
 def test_markdown_table_has_one_row_per_operation():
     lines = markdown_table(decide(all_supported()).rows)
     assert len(lines) == 2 + len(OPS)
+
+
+def test_cli_check_disk_refuses_an_unknown_type_before_touching_a_device(capsys):
+    from hamon import cli
+    code = cli.main(["--node", "n1", "check-disk", "--type", "WE-XX", "/dev/sdzz"])
+    assert code == cli.EXIT_USAGE
+    assert "--type" in capsys.readouterr().err
