@@ -805,7 +805,7 @@ def _print_plan(plan: recovery.Plan) -> None:
 
 # -- check-disk (the logic is hamon.lib.compliance_run; this only prints) -----------------
 def cmd_check_disk(args: argparse.Namespace) -> int:
-    from hamon.lib import compliance, compliance_run
+    from hamon.lib import compliance_run
     from hamon.lib.scsi.pr import ReservationType
     try:
         rtype = ReservationType.parse(args.type)
@@ -823,10 +823,7 @@ def cmd_check_disk(args: argparse.Namespace) -> int:
     for r in reports:
         for problem in r.problems():
             print(f"hamon: {problem}", file=sys.stderr)
-    bad = {compliance.Verdict.UNFIT} | (set() if args.read_only
-                                        else {compliance.Verdict.INCOMPLETE})
-    if any(r.restored is False or (r.judgement and r.judgement.verdict in bad)
-           for r in reports):
+    if any(r.failed(args.read_only) for r in reports):
         return EXIT_FAILED
     return EXIT_REFUSED if any(r.refused for r in reports) else EXIT_OK
 

@@ -30,8 +30,10 @@ from typing import Any
 
 from hamon.lib.scsi.pr import ReservationType
 
-#: The check's own keys: ASCII "HMCHECKA" / "HMCHECKB". hamon's derived keys start with
-#: "hm" (0x686d), fence_scsi's fit in 32 bits (upper half zero): neither can be these.
+#: The check's own keys: ASCII "HMCHECKA" / "HMCHECKB". fence_scsi's keys fit in 32 bits
+#: and hamon's old keys start with "hm" (0x686d): neither can be these. A key derived from
+#: sha256 of cluster and node names equals one with probability 2^-64, and the check
+#: refuses a disk holding any registration unless --force anyway.
 KEY_A = 0x484D434845434B41
 KEY_B = 0x484D434845434B42
 CHECK_KEYS = (KEY_A, KEY_B)

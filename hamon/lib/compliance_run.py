@@ -100,6 +100,18 @@ class DiskReport:
             out.append(f"{self.disk}: NOT restored: {self.restore_detail}")
         return out
 
+    def failed(self, read_only: bool) -> bool:
+        """Exit 1: unfit, not restored, a path without answer, or (default mode) not
+        shown to work. Read-only mode is incomplete by design; that alone is no failure."""
+        j = self.judgement
+        if self.restored is False or (j is None and not self.refused):
+            return True
+        if j is None:
+            return False
+        if j.verdict is Verdict.UNFIT or any(r.outcome is Outcome.NO_ANSWER for r in j.rows):
+            return True
+        return j.verdict is Verdict.INCOMPLETE and not read_only
+
     def as_dict(self) -> dict[str, Any]:
         j = self.judgement
         return {"disk": self.disk, "nexuses": self.nexuses,

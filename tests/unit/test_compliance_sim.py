@@ -175,3 +175,13 @@ def test_dmmp_like_setup_same_initiator_write_is_unproven():
     assert row.outcome is Outcome.WRONG and "another node was not tested" in row.detail
     assert rep.judgement.verdict is Verdict.INCOMPLETE
     assert rep.restored is True and untouched(lun)
+
+
+def test_read_only_with_a_path_that_does_not_answer_fails():
+    lun = SimLun("ro-dead")
+    lun.fail_port(2)
+    rep = check(two_identities(lun), read_only=True)
+    assert rep.judgement.verdict is Verdict.INCOMPLETE
+    assert rep.failed(read_only=True)
+    ok = check(two_identities(SimLun("ro-fine")), read_only=True)
+    assert not ok.failed(read_only=True) and ok.failed(read_only=False)
