@@ -506,8 +506,9 @@ def check(s: Setup, rtype: ReservationType = ReservationType.WRITE_EXCLUSIVE_REG
                 + ("These are check-disk's own keys, left by an interrupted run: "
                    "--force removes them" if leftover else
                    "Stop the cluster's use of it first, or --force if they are stale"))
-        if res.held and res.key not in CHECK_KEYS and not (
-                res.type and res.type.all_registrants):
+        ours = res.key in CHECK_KEYS or bool(res.type and res.type.all_registrants
+                                             and keys.keys and not foreign)
+        if res.held and not ours:
             raise Refused(f"{s.disk}: {_res_text(res)}, a key not of the check; even with "
                           "--force the check does not preempt it. Release it first "
                           "(hamon reservation cancel)")

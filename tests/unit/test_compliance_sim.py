@@ -185,3 +185,14 @@ def test_read_only_with_a_path_that_does_not_answer_fails():
     assert rep.failed(read_only=True)
     ok = check(two_identities(SimLun("ro-fine")), read_only=True)
     assert not ok.failed(read_only=True) and ok.failed(read_only=False)
+
+
+def test_an_all_registrants_reservation_of_another_node_is_refused_even_with_force():
+    lun = SimLun("ar")
+    other = ("iqn.other:node9", 1)
+    lun.registrations[other] = 0x686D000000000001
+    lun.rtype, lun.holder = RT.WRITE_EXCLUSIVE_ALL_REGISTRANTS, other
+    rep = check(two_identities(lun), force=True)
+    assert "does not preempt" in rep.refused
+    assert lun.registrations == {other: 0x686D000000000001}
+    assert lun.rtype is RT.WRITE_EXCLUSIVE_ALL_REGISTRANTS
