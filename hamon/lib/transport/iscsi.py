@@ -2,8 +2,13 @@
 
 Why ctypes and not cython-iscsi: cython-iscsi 1.0 builds against libiscsi 1.19 but hands
 back neither the raw sense bytes nor a way to bound the connect and login, and a fence
-agent needs both. Here every libiscsi call is made through ctypes (which releases the GIL
-while C runs, so transports in different threads proceed in parallel).
+agent needs both. Here every libiscsi call is made through ctypes.
+
+One thread, one loop. Inside an action's jobs (:mod:`hamon.lib.transport.loop`) a
+transport does not poll its own socket: it hands the wait to the action's loop, which
+polls every session of the action at once, so any number of sessions make progress from
+one thread, each command with its own deadline. Outside a loop (a single command, a
+test) :meth:`IscsiTransport.execute` drives its own poll, as below.
 
 Bounded time. Only the *async* API is used: ``iscsi_connect_async``, ``iscsi_login_async``
 and ``iscsi_scsi_command_async``, driven by our own loop of ``iscsi_which_events`` /

@@ -3,9 +3,11 @@
 Pure Python: the ``sg_io_hdr`` (sg v3 interface, <scsi/sg.h>) is a ctypes structure and
 ``fcntl.ioctl(fd, SG_IO, hdr, True)`` sends it. CPython copies a mutable argument of up to
 1024 bytes (ours: 88) into a local buffer and releases the GIL around that ioctl, so
-transports in several threads wait in parallel. The pointers inside the header refer to
-ctypes buffers owned by this module: the kernel reads the CDB and data-out from them and
-writes sense and data-in into them.
+ioctls in several helper threads wait in parallel. Inside an action's loop
+(:mod:`hamon.lib.transport.loop`) the job waits for its helper thread through the loop,
+so the jobs of every path run on one thread and only the ioctls themselves in helpers.
+The pointers inside the header refer to ctypes buffers owned by this module: the kernel
+reads the CDB and data-out from them and writes sense and data-in into them.
 
 Why not cython-sgio: a fixed 30-minute timeout and no status byte.
 
