@@ -109,3 +109,16 @@ def test_without_greenlet_or_when_disabled_jobs_run_in_threads(monkeypatch):
 @pytest.mark.parametrize("n", [0, 1])
 def test_zero_and_one_job(n):
     assert run_parallel([lambda: 7] * n) == [7] * n
+
+
+def test_at_most_max_workers_jobs_run_at_a_time():
+    running, peak = [0], [0]
+
+    def job() -> None:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        loop.current().sleep(0.01)  # type: ignore[union-attr]
+        running[0] -= 1
+
+    out = run_parallel([job] * 40, max_workers=8)
+    assert out == [None] * 40 and peak[0] == 8

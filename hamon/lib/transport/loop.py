@@ -134,8 +134,9 @@ class Loop:
                 os.write(self._wake_w, b"x")
 
     # -- the hub ------------------------------------------------------------------------
-    def run(self, jobs: list[Callable[[], object]]) -> list[object]:
-        """Run ``jobs`` to completion on this thread; results (or exceptions) in order."""
+    def run(self, jobs: list[Callable[[], object]], cap: int = 64) -> list[object]:
+        """Run ``jobs`` to completion on this thread, at most ``cap`` at a time; results
+        (or exceptions) in order."""
         self.hub = _getcurrent()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -143,7 +144,7 @@ class Loop:
         self.poller.register(self._wake_r, select.POLLIN)
         _local.stack.append(self)
         try:
-            results, glets = self._spawn(jobs)
+            results, glets = self._spawn(jobs, cap)
             pending = set(glets)
             while pending:
                 self._turn()
@@ -155,18 +156,22 @@ class Loop:
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
 
-    def join(self, jobs: list[Callable[[], object]]) -> list[object]:
+    def join(self, jobs: list[Callable[[], object]], cap: int = 64) -> list[object]:
         """From inside a job: run ``jobs`` as further jobs of this loop and wait for all
         (the last one to finish resumes the caller)."""
-        results, glets = self._spawn(jobs, waiter=_getcurrent())
+        results, glets = self._spawn(jobs, cap, waiter=_getcurrent())
         if any(not g.dead for g in glets):
             self.hub.switch()
         return results
 
-    def _spawn(self, jobs: list[Callable[[], object]],
+    def _spawn(self, jobs: list[Callable[[], object]], cap: int,
                waiter: Any = None) -> tuple[list[object], list[Any]]:
+        """Greenlets for ``jobs``, at most ``cap`` of them started at a time: each
+        command's deadline runs from its submission, so a thousand logins submitted at
+        once to one target would spend their deadlines queueing at the target."""
         results: list[object] = [None] * len(jobs)
         left = [len(jobs)]
+        queue: list[Any] = []
 
         def wrap(i: int, job: Callable[[], object]) -> Callable[[], None]:
             def body() -> None:
@@ -176,12 +181,16 @@ class Loop:
                     results[i] = err
                 finally:
                     left[0] -= 1
+                    if queue:
+                        self.runnable.append(queue.pop(0))
                     if left[0] == 0 and waiter is not None:
                         self.runnable.append((waiter, DONE))
             return body
 
         glets = [_greenlet(wrap(i, j), parent=self.hub) for i, j in enumerate(jobs)]
-        self.runnable.extend(glets)
+        cap = max(1, cap)
+        self.runnable.extend(glets[:cap])
+        queue.extend(glets[cap:])
         return results, glets
 
     def _resume(self, w: _Wait, reason: str) -> None:
@@ -274,17 +283,18 @@ def parallel(jobs: list[Callable[[], object]], max_workers: int = 64) -> list[ob
     """Run ``jobs`` concurrently; results (or the exception raised) in order.
 
     In a loop's job: further jobs of that loop. Otherwise a new loop on this thread
-    (one job alone simply runs). Without greenlet: a thread pool of ``max_workers``.
+    (one job alone simply runs). At most ``max_workers`` of them run at a time (in the
+    loop as in the thread pool without greenlet).
     """
     loop = current()
     if loop is not None:
         if len(jobs) == 1:
             return _call(jobs[0])
-        return loop.join(jobs)
+        return loop.join(jobs, max_workers)
     if len(jobs) == 1:
         return _call(jobs[0])
     if enabled():
-        return Loop().run(jobs)
+        return Loop().run(jobs, max_workers)
     return threads(jobs, max_workers)
 
 
