@@ -7,6 +7,8 @@
 #   HAMON_DEB=/path/to/hamon_<version>_all.deb
 # Prints "OK <check>" per passed check; exits 1 at the first failed one.
 set -u
+# the harness points PYTHONPATH at the checkout; the installed package must do without
+unset PYTHONPATH
 deb=${HAMON_DEB:?HAMON_DEB not set}
 ok() { echo "OK $*"; }
 fail() { echo "FAILED $*"; exit 1; }
