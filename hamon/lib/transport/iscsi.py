@@ -393,6 +393,8 @@ class IscsiTransport(Transport):
     _ctx: int | None = field(default=None, init=False, repr=False)
     _finalizer: weakref.finalize | None = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _alive_poll: tuple[int, select.poll] | None = field(default=None, init=False,
+                                                        repr=False)
 
     def __post_init__(self) -> None:
         self.url = parse_iscsi_url(self.path)
@@ -506,6 +508,7 @@ class IscsiTransport(Transport):
             self._finalizer()  # calls _destroy(ctx) once, then is dead
             self._finalizer = None
         self._ctx = None
+        self._alive_poll = None
 
     def _session_alive(self) -> bool:
         """Check an idle session before reusing it: did the target hang up meanwhile?
@@ -518,9 +521,11 @@ class IscsiTransport(Transport):
         fd = lib.iscsi_get_fd(self._ctx)
         if fd < 0:
             return False
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-        events = poller.poll(0)
+        if self._alive_poll is None or self._alive_poll[0] != fd:  # one per session
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+            self._alive_poll = (fd, poller)
+        events = self._alive_poll[1].poll(0)
         if not events:
             return True
         revents = events[0][1]
