@@ -26,7 +26,6 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from xml.sax.saxutils import escape
 
 from hamon.disk_agent import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -55,13 +54,15 @@ MONITOR_INTERVAL = 30
 
 
 def _text(s: str) -> str:
-    """Escape element text for ocf.py, which does not."""
-    return escape(s)
+    """Escape element text for ocf.py, which does not (as xml.sax.saxutils.escape does;
+    importing that module pulls in urllib.request, http.client and email at every start
+    of the agent: tens of milliseconds of every monitor)."""
+    return s.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
 
 
 def _attr(s: str) -> str:
     """Escape an attribute value for ocf.py (it writes ``default="..."`` as given)."""
-    return escape(s, {'"': "&quot;"})
+    return _text(s).replace('"', "&quot;")
 
 
 def load_ocf() -> ModuleType:
