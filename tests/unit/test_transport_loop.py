@@ -122,3 +122,46 @@ def test_at_most_max_workers_jobs_run_at_a_time():
 
     out = run_parallel([job] * 40, max_workers=8)
     assert out == [None] * 40 and peak[0] == 8
+
+
+def test_sg_io_paths_wait_through_the_loop_and_a_hung_one_times_out(monkeypatch):
+    """SG_IO in an action's loop: each ioctl in its helper thread, the jobs on the
+    calling thread; a hung path is a PathTimeout at its bound while the others answer."""
+    from hamon.lib.transport import sgio
+    from hamon.lib.transport.base import PathTimeout
+
+    monkeypatch.setattr(sgio, "HARD_GRACE", 0.1)
+    release = threading.Event()
+    hung: set[int] = set()
+
+    def fake(fd: int, hdr: object) -> None:
+        if fd in hung:
+            release.wait(5)
+        else:
+            time.sleep(0.05)
+
+    monkeypatch.setattr(sgio, "_sg_io", fake)
+    ts = [sgio.SgioTransport(path="/dev/null", timeout=0.3) for _ in range(4)]
+    idents: set[int] = set()
+
+    def job(i: int) -> object:
+        idents.add(threading.get_ident())
+        t = ts[i]
+        if i == 0:
+            t.execute(b"\0" * 6)  # opens the descriptor
+            hung.add(t._fd)  # type: ignore[arg-type]
+            return t.execute(b"\0" * 6)
+        return [t.execute(b"\0" * 6).status for _ in range(3)]
+
+    t0 = time.monotonic()
+    try:
+        out = run_parallel([lambda i=i: job(i) for i in range(4)])
+    finally:
+        release.set()
+        for t in ts:
+            t.close()
+    took = time.monotonic() - t0
+    assert isinstance(out[0], PathTimeout)
+    assert out[1:] == [[0, 0, 0]] * 3
+    assert idents == {threading.get_ident()}
+    assert took < 1.0, took  # 0.05 + the hung one's 0.4 s bound, not one after another
