@@ -165,3 +165,11 @@ def test_sg_io_paths_wait_through_the_loop_and_a_hung_one_times_out(monkeypatch)
     assert out[1:] == [[0, 0, 0]] * 3
     assert idents == {threading.get_ident()}
     assert took < 1.0, took  # 0.05 + the hung one's 0.4 s bound, not one after another
+
+
+def test_a_job_that_leaves_to_the_hub_waiting_for_nothing_is_an_error_not_a_spin():
+    def rogue() -> None:
+        loop.current().hub.switch()  # type: ignore[union-attr]
+
+    with pytest.raises(RuntimeError, match="wait for nothing"):
+        loop.Loop().run([rogue, lambda: None])

@@ -149,6 +149,11 @@ class Loop:
             while pending:
                 self._turn()
                 pending = {g for g in pending if not g.dead}
+                if pending and not (self.runnable or self.waits or self.threads
+                                    or self.sleepers):
+                    # a job left to the hub without waiting for anything: a bug, and
+                    # never a silent spin of a fence agent
+                    raise RuntimeError(f"{len(pending)} jobs wait for nothing")
             return results
         finally:
             _local.stack.remove(self)
