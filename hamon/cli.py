@@ -79,7 +79,7 @@ def _disks(args: argparse.Namespace) -> list[Disk]:
 
 
 def _owner(k: int, nodes: list[str]) -> str:
-    who = keymod.owner_of(k, nodes)
+    who = keymod.owner_label(k, nodes)
     if who:
         return f" ({who})"
     return " (hamon key)" if keymod.is_hamon_key(k) else ""
@@ -237,15 +237,34 @@ def _show_reservation(args: argparse.Namespace) -> int:
 
 
 def cmd_key(args: argparse.Namespace) -> int:
+    """The key of a node: the cluster part and the node part, and the old key."""
     node = args.node_name or args.node or local_node_name()
     try:
-        k = keymod.resolve_key(args.key, node)
+        if args.key:
+            k = keymod.resolve_key(args.key, node)
+            if args.json:
+                _print_json({"node": node, "key": format_key(k), "explicit": True})
+            else:
+                print(f"{node}: {format_key(k)} (explicit)")
+            return EXIT_OK
+        p = keymod.parts(node)
+        old = keymod.legacy_key(node)
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from None
     if args.json:
-        _print_json({"node": node, "key": format_key(k)})
+        _print_json({"node": node, "key": format_key(p.key), "cluster": p.cluster,
+                     "cluster_part": p.cluster_hex, "node_part": p.node_hex,
+                     "old_key": format_key(old)})
     else:
-        print(f"{node}: {format_key(k)}")
+        print(f"{node}: {format_key(p.key)}")
+        if p.cluster:
+            print(f"  cluster {p.cluster}: {p.cluster_hex} (sha256 of the cluster name, "
+                  "first 4 bytes)")
+            print(f"  node {node}: {p.node_hex} (sha256 of the node name, first 4 bytes)")
+        else:
+            print("  no cluster name known (no corosync configuration, no --cluster-name):"
+                  " the old derivation")
+        print(f"  old key (before cluster names, still recognised): {format_key(old)}")
     return EXIT_OK
 
 
@@ -886,6 +905,9 @@ def _common(top: bool) -> argparse.ArgumentParser:
                    "(default 10)")
     c.add_argument("--nodes", default=d(None),
                    help="comma list of node names, to name key owners")
+    c.add_argument("--cluster-name", default=d(None),
+                   help="the cluster name derived keys start with (default: corosync's "
+                        "totem.cluster_name, else $HAMON_CLUSTER_NAME)")
     return c
 
 
@@ -989,11 +1011,27 @@ def _quiet_broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
+def _with_cluster_name(args: argparse.Namespace) -> int:
+    """Run the command with ``--cluster-name`` as the name every key it derives starts
+    with (hamon.lib.keys reads it from the environment), restored afterwards."""
+    if not args.cluster_name:
+        return int(args.func(args))
+    before = os.environ.get(keymod.CLUSTER_ENV)
+    os.environ[keymod.CLUSTER_ENV] = args.cluster_name
+    try:
+        return int(args.func(args))
+    finally:
+        if before is None:
+            os.environ.pop(keymod.CLUSTER_ENV, None)
+        else:
+            os.environ[keymod.CLUSTER_ENV] = before
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        rc = args.func(args)
+        rc = _with_cluster_name(args)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return rc
     except BrokenPipeError:

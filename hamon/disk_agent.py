@@ -48,6 +48,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 import threading
@@ -124,6 +125,12 @@ class Settings:
     journal: str
     state_dir: str
     command_timeout: float
+    #: corosync's cluster name for derived keys (None: asked from corosync)
+    cluster: str | None = None
+    #: explicit keys of the cluster's nodes (node_keys), members as their derived keys
+    node_keys: Mapping[str, int] = field(default_factory=dict)
+    #: start may preempt keys of no node of this cluster (migrations from HA Monitor)
+    allow_foreign_keys: bool = False
 
 
 def _get(params: Mapping[str, str | None], name: str) -> str:
@@ -203,10 +210,21 @@ def parse_settings(params: Mapping[str, str | None], env: Mapping[str, str] | No
             raise ConfigError(f"{name} {value!r}: give an absolute path (the agent's "
                               "working directory is not defined)")
     node = node or local_node_name()
+    cluster = _get(params, "cluster_name") or None
+    if cluster is not None and not cluster.isprintable():
+        raise ConfigError(f"cluster_name {cluster!r}: has control characters; give plain "
+                          "text")
     try:
-        key = keymod.resolve_key(_get(params, "reservation_key") or None, node)
+        key = keymod.resolve_key(_get(params, "reservation_key") or None, node, cluster)
     except ValueError as err:
         raise ConfigError(f"reservation_key: {err}") from None
+    try:
+        node_keys = keymod.parse_node_keys(_get(params, "node_keys"))
+    except ValueError as err:
+        raise ConfigError(f"node_keys: {err}") from None
+    foreign = _get(params, "allow_foreign_keys").lower() or "false"
+    if foreign not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        raise ConfigError(f"allow_foreign_keys {foreign!r}: true or false")
     resource = env.get("OCF_RESOURCE_INSTANCE") or "hamon_disk"
     return Settings(
         operands=tuple(operands), parameter=parameter, key=key, rtype=rtype,
@@ -218,7 +236,8 @@ def parse_settings(params: Mapping[str, str | None], env: Mapping[str, str] | No
         journal=_get(params, "journal") or env.get("HAMON_JOURNAL") or
         "/var/lib/hamon/journal",
         state_dir=_get(params, "state_dir") or env.get("HAMON_STATE_DIR") or DEFAULT_STATE_DIR,
-        command_timeout=timeout)
+        command_timeout=timeout, cluster=cluster, node_keys=node_keys,
+        allow_foreign_keys=foreign in ("true", "yes", "1", "on"))
 
 
 # -- local state -----------------------------------------------------------------------------
@@ -413,11 +432,61 @@ class DiskAgent:
             self.state.update(published=record)
 
     def _node_of(self, key: int) -> str:
+        """The node of the cluster whose key this is (``node1, old key`` for the old
+        derivation), or ``-``."""
         assert self.node_names is not None
+        s = self.settings
+        named = {k: n for n, k in s.node_keys.items()}
+        if key in named:
+            return named[key]
         try:
-            return keymod.owner_of(key, self.node_names()) or "-"
+            names = list(dict.fromkeys([*self.node_names(), s.node]))
+            return keymod.owner_label(key, names, s.cluster) or "-"
         except Exception:
             return "-"
+
+    def _foreign(self, before: Mapping[str, rsv.DiskResult]) -> str | None:
+        """Keys on the disks that belong to no node of this cluster: start does not take a
+        disk from them (HA Monitor §7.5.11: a restart with a reservation left held fails
+        until the administrator has checked and cancelled it). Returns the exit reason,
+        after KAMN725-W ALREADY-RESERVATION per foreign key; None when there is none."""
+        s = self.settings
+        if s.allow_foreign_keys:
+            return None
+        assert self.node_names is not None
+        try:
+            names = self.node_names()
+        except Exception:
+            names = []
+        members = keymod.member_keys(list(dict.fromkeys([*names, s.node])),
+                                     dict(s.node_keys), s.cluster)
+        members[s.key] = s.node
+        found: list[str] = []
+        refused: list[str] = []
+        for name, r in before.items():
+            if not r.ok:
+                continue
+            res = r.value.reservation
+            holder = res.key if res.held and res.key else None
+            for k in dict.fromkeys([*([holder] if holder else []), *r.value.keys]):
+                if k in members:
+                    continue
+                messages.emit("KAMN725", device=name,
+                              code=DetailsCode.ALREADY_RESERVATION, alias=s.alias,
+                              host="-", hostkey=k)
+                found.append(f"{name}: {'reserved' if k == holder else 'registered'} by "
+                             f"key {format_key(k)}, which belongs to no node of this "
+                             "cluster")
+                refused.append(name)
+        if not found:
+            return None
+        who = ", ".join(sorted(set(names) | {s.node})) if names else \
+            f"{s.node} only: the cluster's node list could not be read"
+        return ("; ".join(found) + f" (nodes: {who}). Nothing was preempted. Make sure "
+                "the owner of that key is stopped, then clear it with: hamon reservation "
+                f"cancel {' '.join(shlex.quote(n) for n in dict.fromkeys(refused))} (or "
+                f"monscsiclr {shlex.quote(s.alias)}); to take over from HA Monitor set "
+                "allow_foreign_keys=true")
 
     def _changed(self, failures: list[DiskFailure], previous: dict[str, dict[str, str]]
                  ) -> list[DiskFailure]:
@@ -474,6 +543,9 @@ class DiskAgent:
         remove every other key, verify by reading back. Returns why it failed, or None."""
         s = self.settings
         before = self._status(disks)
+        foreign = self._foreign(before)
+        if foreign:
+            return foreign
         reg = rsv.register([_live(d) for d in disks], s.key)
         if not reg.ok:  # every path of the disk failed: the caller's table says so
             return "cannot register the key: " + "; ".join(

@@ -123,7 +123,7 @@ def __getattr__(name: str) -> Any:
 DEVICE_OPT = ["no_login", "no_password", "devices", "nodename", "port", "no_port", "key",
               "aptpl", "fabric_fencing", "on_target", "force_on", "logfile",
               "corosync_cmap_path", "reservation_type", "node_keys", "local_node",
-              "iscsi_initiator", "scsi_timeout", "alias"]
+              "iscsi_initiator", "scsi_timeout", "alias", "cluster_name"]
 
 DOCS = {
     "shortdesc": "Fence agent for SCSI-3 persistent reservations on every path "
@@ -224,6 +224,18 @@ def define_new_opts(all_opt: dict[str, dict[str, Any]]) -> None:
         "shortdesc": "Explicit reservation keys per node, e.g. node1=0x1001,node2=0x1002, "
                      "for arrays or runbooks that need fixed keys. Nodes not listed use the "
                      "derived key. All keys must differ.",
+        "order": 2,
+    }
+    all_opt["cluster_name"] = {
+        "getopt": ":",
+        "longopt": "cluster-name",
+        "help": "--cluster-name=[name]          The cluster name keys are derived with "
+                "(default: corosync's totem.cluster_name)",
+        "required": "0",
+        "shortdesc": "The cluster name derived keys start with (a hash of it, as "
+                     "fence_scsi's keys). Default: corosync's totem.cluster_name "
+                     "(corosync-cmapctl, else /etc/corosync/corosync.conf). Give the same "
+                     "on every device and hamon_disk resource, or leave it unset.",
         "order": 2,
     }
     all_opt["alias"] = {
@@ -340,8 +352,11 @@ def settings_from(options: dict[str, Any]) -> Settings:
     alias = (options.get("--alias") or "").strip() or DEFAULT_ALIAS
     if not alias.isprintable():
         raise ConfigError(f"alias {alias!r}: printable characters only")
+    cluster = (options.get("--cluster-name") or "").strip() or None
+    if cluster is not None and not cluster.isprintable():
+        raise ConfigError(f"cluster_name {cluster!r}: printable characters only")
     s = Settings(devices=devices, local_node=local, rtype=rtype, alias=alias,
-                 aptpl=_flag(options, "--aptpl"), scsi_timeout=timeout,
+                 cluster=cluster, aptpl=_flag(options, "--aptpl"), scsi_timeout=timeout,
                  node_keys=node_keys, initiators=initiators, local_initiator=single)
     known = dict.fromkeys([local, *node_keys])
     try:
@@ -366,7 +381,7 @@ def target_of(options: dict[str, Any], s: Settings) -> Node | None:
         if options.get("--action") in ("on", "enable"):
             name = s.local_node
         else:
-            name = keymod.owner_of(key, list(s.node_keys)) or format_key(key)
+            name = keymod.owner_of(key, list(s.node_keys), s.cluster) or format_key(key)
     return s.node(name, key)
 
 

@@ -104,9 +104,13 @@ class Settings:
     #: the server field of KAMN messages: the stonith device's alias, never the victim
     alias: str = DEFAULT_ALIAS
 
+    #: corosync's cluster name for derived keys (None: asked from corosync, hamon.lib.keys)
+    cluster: str | None = None
+
     def key_of(self, node: str) -> int:
-        """An explicit key from ``node_keys`` wins; else the key derived from the name."""
-        return self.node_keys.get(node) or keymod.key_for_node(node)
+        """An explicit key from ``node_keys`` wins; else the key derived from the cluster
+        and node names."""
+        return self.node_keys.get(node) or keymod.key_for_node(node, self.cluster)
 
     def initiator_of(self, node: str) -> str:
         """``iscsi_initiator=node=iqn,...`` entry, else a single ``iscsi_initiator`` for

@@ -84,7 +84,11 @@ start: registers this node's reservation key through every path of every disk an
 reserves it (default type Write Exclusive, Registrants Only). When another node's key \
 holds the disk, the start forcibly obtains it (PREEMPT, HAMN951-W), as HA Monitor's \
 standby does; every other key still registered is removed (HAMN956-W), so that only \
-the active node can write. If every path of a disk failed, the switchover fails \
+the active node can write. A key of no node of this cluster (another cluster, a host \
+outside Pacemaker, HA Monitor itself) is never taken: the start fails with KAMN725-W \
+ALREADY-RESERVATION and nothing preempted, until the administrator has checked and \
+cancelled it (hamon reservation cancel, monscsiclr) or set allow_foreign_keys. If \
+every path of a disk failed, the switchover fails \
 (KAMN725-W, KAMN726-E).
 
 stop: releases the reservation and removes this node's key from every path, so a \
@@ -124,6 +128,22 @@ PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
      "Pacemaker node name (hamon key NODE prints it), the same derivation as "
      "fence_hamon_scsi. An explicit key must differ on every node, so it is usually "
      "left unset.", "string", False, None),
+    ("cluster_name", "Cluster name keys are derived with",
+     "Derived keys start with a hash of the cluster name, as fence_scsi's do, so that a "
+     "key of another cluster is recognisable. Default: corosync's totem.cluster_name "
+     "(corosync-cmapctl, else /etc/corosync/corosync.conf). Give the same value to "
+     "fence_hamon_scsi, or leave both unset.", "string", False, None),
+    ("node_keys", "Explicit keys of the cluster's nodes",
+     "node=key pairs (node1=0x1001,node2=0x1002) for nodes whose key is set explicitly "
+     "(fence_hamon_scsi node_keys, reservation_key): start takes a disk over only from "
+     "keys of this cluster's nodes, derived from their names or listed here.",
+     "string", False, None),
+    ("allow_foreign_keys", "Take disks from keys of no node of this cluster",
+     "false (default): start refuses a disk reserved or registered by a key that is no "
+     "node's of this cluster (KAMN725-W ALREADY-RESERVATION, nothing preempted). true: "
+     "start preempts such keys too, e.g. once when migrating from HA Monitor whose keys "
+     "are still on the disks. Set it back to false afterwards.", "boolean", False,
+     "false"),
     ("reservation_type", "Persistent reservation type",
      "WE-RO (5, Write Exclusive Registrants Only; the default), EA-RO (6), WE-AR (7), "
      "EA-AR (8), or for single-path disks WE (1) and EA (3). With the RO and AR types "

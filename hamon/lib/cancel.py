@@ -58,10 +58,11 @@ HeldHere = Callable[[], tuple[bool | None, str]]
 
 def owners(keys: Iterable[int], online: Iterable[str], explicit: Mapping[int, str],
            key_of: Callable[[str], int] = keymod.key_for_node) -> set[str]:
-    """The live nodes among the owners of ``keys``: derived keys and ``node_keys``."""
+    """The live nodes among the owners of ``keys``: derived keys (the current and the old
+    derivation) and ``node_keys``."""
     keys = set(keys)
     online = set(online)
-    found = {n for n in online if key_of(n) in keys}
+    found = {n for n in online if key_of(n) in keys or keymod.legacy_key(n) in keys}
     found |= {explicit[k] for k in keys if k in explicit and explicit[k] in online}
     return found
 

@@ -26,6 +26,7 @@ harmful mistake in this procedure.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import subprocess
@@ -297,7 +298,7 @@ def describe_key(key: int | None, nodes: Iterable[str],
         return "-"
     if key == 0:
         return "0x0 (all registrants)"
-    who = (explicit or {}).get(key) or keymod.owner_of(key, list(nodes))
+    who = (explicit or {}).get(key) or keymod.owner_label(key, list(nodes))
     if who:
         return f"{format_key(key)} ({who})"
     if keymod.is_hamon_key(key):
@@ -523,7 +524,11 @@ def _step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
     cancel_cmd = [f"hamon reservation cancel {shlex.quote(d.disk)}" for d in disks
                   if d.reservation is None or d.reservation.held]
     failed_node = str(e.get("node")) if e else None
-    failed_key = keymod.key_for_node(failed_node) if failed_node else None
+    failed_key = None
+    with contextlib.suppress(ValueError):  # the key the stop journalled, else derived
+        failed_key = keymod.parse_key(str(e.get("key"))) if e and e.get("key") else None
+    if failed_key is None and failed_node:
+        failed_key = keymod.key_for_node(failed_node)
     if e is not None and not sel.newer_torn:  # the phase decides before the kind does
         phase, verdict = e.get("phase"), e.get("verdict")
         if phase != "terminating":

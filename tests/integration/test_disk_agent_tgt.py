@@ -26,6 +26,9 @@ TOP = Path(__file__).resolve().parents[2]
 AGENT = TOP / "agents" / "ocf" / "hamon_disk"
 PYTHON = "/usr/bin/python3"
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
+#: hamon_disk's node_keys: the cluster's members with their keys, as crm_node -l would
+#: name them (start takes a disk only from a member's key)
+MEMBERS = f"node1=0x{K1:x},node2=0x{K2:x}"
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +67,9 @@ class AgentNode:
                 "OCF_RESKEY_journal": self.journal.path,
                 "OCF_RESKEY_state_dir": str(self.tmp / f"{self.name}.state"),
                 "OCF_RESKEY_os_termination_dry_run": str(self.dry_run),
+                # keys of this test's cluster: its name, and its members (no crm_node here)
+                "OCF_RESKEY_cluster_name": os.environ["HAMON_CLUSTER_NAME"],
+                "OCF_RESKEY_node_keys": MEMBERS,
                 "OCF_RESKEY_CRM_meta_interval": "30000" if action == "monitor" else "0",
                 **env}
         p = subprocess.run([PYTHON, str(AGENT), action], env=base, capture_output=True,

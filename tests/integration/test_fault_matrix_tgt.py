@@ -15,6 +15,7 @@ holder on the LUN afterwards.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +38,11 @@ DISK_AGENT = TOP / "agents" / "ocf" / "hamon_disk"
 FENCE_AGENT = TOP / "agents" / "fence_hamon_scsi"
 PYTHON = "/usr/bin/python3"
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
+#: hamon_disk's node_keys: the cluster's members with their keys, as crm_node -l would
+#: name them (start takes a disk only from a member's key)
+MEMBERS = f"node1=0x{K1:x},node2=0x{K2:x}"
+#: the cluster name the keys are derived with, for processes with a clean environment
+CLUSTER = {"HAMON_CLUSTER_NAME": os.environ["HAMON_CLUSTER_NAME"]}
 PR_IN, PR_OUT = 0x5E, 0x5F
 
 FAULTS: dict[str, tuple[FaultRule, ...]] = {
@@ -145,6 +151,9 @@ class DiskNode:
                "OCF_RESKEY_journal": self.journal.path,
                "OCF_RESKEY_state_dir": str(self.tmp / f"{self.name}.state"),
                "OCF_RESKEY_os_termination_dry_run": str(self.dry_run),
+               # keys of this test's cluster: its name, and its members (no crm_node here)
+               "OCF_RESKEY_cluster_name": os.environ["HAMON_CLUSTER_NAME"],
+               "OCF_RESKEY_node_keys": MEMBERS,
                "OCF_RESKEY_CRM_meta_interval": "30000" if action == "monitor" else "0"}
         t0 = time.monotonic()
         p = subprocess.run([PYTHON, str(DISK_AGENT), action], env=env, capture_output=True,
@@ -162,7 +171,7 @@ def fence(node: str, *args: str) -> Run:
     t0 = time.monotonic()
     p = subprocess.run([str(FENCE_AGENT), "--local-node", node, "--scsi-timeout", "1",
                         *args], capture_output=True, text=True, timeout=60, check=False,
-                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **CLUSTER})
     elapsed = time.monotonic() - t0
     assert elapsed < ACTION_BOUND, f"{args} took {elapsed:.1f} s: {p.stderr}"
     return Run(p.returncode, p.stdout, p.stderr)
@@ -301,7 +310,8 @@ def test_fence_status(san, fault, extent):
 def hamon(*args: str) -> Run:
     p = subprocess.run([PYTHON, "-m", "hamon", "--timeout", "1", *args], cwd=TOP,
                        capture_output=True, text=True, timeout=60, check=False,
-                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP)})
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP),
+                            **CLUSTER})
     return Run(p.returncode, p.stdout, p.stderr)
 
 

@@ -31,13 +31,16 @@ AGENT = REPO / "agents" / "fence_hamon_scsi"
 CHECK = REPO / "agents" / "fence_hamon_scsi_check"
 K1, K2 = key_for_node("node1"), key_for_node("node2")
 K = {"node1": K1, "node2": K2}
+#: the cluster name the keys above are derived with (tests/integration/conftest.py), for
+#: agent processes started with a clean environment
+CLUSTER = {"HAMON_CLUSTER_NAME": os.environ["HAMON_CLUSTER_NAME"]}
 WRITTEN, CONFLICT = "written", "RESERVATION CONFLICT"
 
 
 def agent(node: str, *args: str, timeout: float = 60,
           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The agent run on ``node`` (its name: --local-node), as a separate process."""
-    e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **(env or {})}
+    e = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **CLUSTER, **(env or {})}
     return subprocess.run([str(AGENT), "--local-node", node, *args], capture_output=True,
                           text=True, timeout=timeout, env=e, check=False)
 
@@ -290,7 +293,7 @@ def test_mutual_fencing_race_200_rounds_with_agent_processes(tgt_factory):
     tgt = tgt_factory(luns=4)
     luns = [1, 2, 3, 4]
     devs = {"node1": devices(tgt, luns), "node2": devices(tgt, list(reversed(luns)))}
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", **CLUSTER}
     outcomes = {"node1": 0, "node2": 0, UNCONFIRMED: 0}
     t0 = time.monotonic()
     for rnd in range(200):

@@ -608,4 +608,10 @@ def test_internal_error_is_one_line(san, capsys, monkeypatch):
 
 def test_options_before_the_command_are_kept(san, capsys):
     rc, out, _ = run(capsys, "--json", "key", "node2")
-    assert rc == 0 and json.loads(out) == {"node": "node2", "key": f"0x{K2:x}"}
+    assert rc == 0 and json.loads(out) == {
+        "node": "node2", "key": f"0x{K2:x}", "cluster": "hamon-test",
+        "cluster_part": f"{K2 >> 32:08x}", "node_part": f"{K2 & 0xFFFFFFFF:08x}",
+        "old_key": f"0x{keymod.legacy_key('node2'):x}"}
+    rc, out, _ = run(capsys, "--cluster-name", "other", "key", "node2")
+    assert rc == 0 and f"0x{keymod.key_for_node('node2', 'other'):x}" in out
+    assert "cluster other:" in out and "old key" in out

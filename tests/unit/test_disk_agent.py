@@ -118,7 +118,8 @@ class Node:
             journal=self.journal, attributes=pcmk.Attributes(node=self.name,
                                                              runner=self.attrs),
             detect=lambda: Detection(self.kind, f"test: {self.kind}"),
-            node_names=lambda: ["node1", "node2"], env=env, log=lambda _t: None)
+            # the cluster's members (crm_node -l): node3 is one that runs no resource
+            node_names=lambda: ["node1", "node2", "node3"], env=env, log=lambda _t: None)
         kw.update(overrides)
         return DiskAgent(s, **kw)  # type: ignore[arg-type]
 
@@ -214,6 +215,88 @@ def test_start_removes_every_other_registration(tmp_path, captured):
     assert set(st.lun[1].keys()) == {K1}
     assert "HAMN956-W" in ids(captured)
     assert write(st, "node3") == "ReservationConflict"
+
+
+FOREIGN = 0x4841_4D4F_4E00_0001   # e.g. HA Monitor's, or another cluster's key
+WE_RO = rsv.ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+
+
+def held_by(st: Storage) -> int:
+    lun = st.lun[1]
+    return lun.registrations[lun.holder]
+
+
+def test_start_refuses_a_foreign_holder_and_preempts_nothing(tmp_path, captured):
+    """A key of no node of this cluster is never taken (HA Monitor §7.5.11); the exit
+    reason names the key and the command that clears it."""
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+    other = lun_disk(st, "outsider")
+    assert rsv.register(other, FOREIGN).ok and rsv.reserve(other, FOREIGN, WE_RO).ok
+    for d in other:
+        d.close()
+    agent = n1.agent()
+    assert agent.start() == ExitStatus.ERR_GENERIC
+    assert f"key 0x{FOREIGN:x}" in agent.reason and "Nothing was preempted" in agent.reason
+    assert "hamon reservation cancel" in agent.reason and "monscsiclr shared-disk" in \
+        agent.reason
+    (m,) = [m for m in captured if m.full_id == "KAMN725-W"]
+    assert m.fields["code"] == "ALREADY-RESERVATION"
+    assert (m.fields["host"], m.fields["hostkey"]) == ("-", f"{FOREIGN:x}")
+    assert "HAMN951-W" not in ids(captured) and "HAMN956-W" not in ids(captured)
+    # read directly: the foreign key still holds, node1 registered nothing
+    assert set(st.lun[1].keys()) == {FOREIGN} and held_by(st) == FOREIGN
+
+
+def test_start_refuses_a_foreign_registrant_too(tmp_path, captured):
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+    other = lun_disk(st, "outsider")
+    assert rsv.register(other, FOREIGN).ok
+    for d in other:
+        d.close()
+    assert n1.start() == ExitStatus.ERR_GENERIC
+    assert set(st.lun[1].keys()) == {FOREIGN}
+
+
+def test_start_obtains_the_disk_from_a_members_key_new_old_or_explicit(tmp_path, captured):
+    for holder_key, params in ((K2, {}), (keymod.legacy_key("node2"), {}),
+                               (0x1002, {"node_keys": "node2=0x1002"})):
+        st = Storage()
+        n1, _ = two_nodes(tmp_path / f"{holder_key:x}", st, **params)
+        held = lun_disk(st, "node2")
+        assert rsv.register(held, holder_key).ok
+        assert rsv.reserve(held, holder_key, WE_RO).ok
+        for d in held:
+            d.close()
+        captured.clear()
+        assert n1.start() == ExitStatus.SUCCESS
+        assert set(st.lun[1].keys()) == {K1} and held_by(st) == K1
+        (m,) = [m for m in captured if m.id == "HAMN951"]
+        assert "node2" in m.fields["victim"]
+
+
+def test_allow_foreign_keys_takes_the_disk_for_a_migration(tmp_path, captured):
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st, allow_foreign_keys="true")
+    other = lun_disk(st, "outsider")
+    assert rsv.register(other, FOREIGN).ok and rsv.reserve(other, FOREIGN, WE_RO).ok
+    for d in other:
+        d.close()
+    assert n1.start() == ExitStatus.SUCCESS
+    assert set(st.lun[1].keys()) == {K1} and held_by(st) == K1
+
+
+def test_another_clusters_node1_is_foreign(tmp_path, captured):
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+    theirs = keymod.key_for_node("node2", "another-cluster")
+    other = lun_disk(st, "node2")
+    assert rsv.register(other, theirs).ok and rsv.reserve(other, theirs, WE_RO).ok
+    for d in other:
+        d.close()
+    assert n1.start() == ExitStatus.ERR_GENERIC
+    assert held_by(st) == theirs
 
 
 def test_start_with_some_paths_failed_goes_on_and_every_path_failed_fails(tmp_path, captured):

@@ -13,6 +13,7 @@ import pytest
 from hamon.fence_core import DEFAULT_ALIAS, Fencer, Settings
 from hamon.lib import keys as keymod
 from hamon.lib import messages
+from hamon.lib import reservation as rsv
 from hamon.lib.disk import Resolver
 from hamon.lib.messages import CATALOG, format_message, with_manual_placeholders
 from hamon.lib.transport.sim import FaultKind, FaultRule, TgtProfile
@@ -108,3 +109,24 @@ def test_fence_agent_kamn725_names_the_stonith_alias_and_this_node_not_the_victi
         assert m.fields["alias"] == (alias or DEFAULT_ALIAS)
         assert m.fields["host"] == "node1" and m.fields["hostkey"] == f"{K1:x}"
         assert "node2" not in m.text
+
+
+def test_fence_on_never_removes_a_foreign_registration(got):
+    """unfence only ever touches the node's own key (its one PREEMPT has our key as the
+    victim): a registration of another cluster or host stays, as start's rule wants."""
+    st = Storage(luns=1, portals=2, profile=TgtProfile)
+    foreign = 0x4841_4D4F_4E00_0001
+    outsider = Resolver(initiator="iqn.2026-11.org.example:outsider", timeout=1.0,
+                        iscsi_opener=st.opener).resolve(st.urls(1))
+    try:
+        assert rsv.register(outsider, foreign).ok
+    finally:
+        for d in outsider:
+            d.close()
+    f = _fencer(st, "node1")
+    try:
+        f.unfence(f.settings.node("node1"))
+    finally:
+        f.close()
+    keys = set(st.lun[1].keys())
+    assert keys == {K1, foreign}
