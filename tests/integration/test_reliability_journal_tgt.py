@@ -1,7 +1,7 @@
 """The OS termination is not blocked by the journal, as Pacemaker meets the agent (issue
 11, item 3): the hamon_disk process, a tgtd LUN with two paths, both paths cut during
 stop, and the journal a FIFO, a file on a full file system, or on a read-only one. The
-stop must request the OS termination (the dry-run file), log KAMN726-E and KAMN954-E and
+stop must request the OS termination (the dry-run file), log KAMN726-E and HAMN954-E and
 say that the journal could not be written, within a bound (a blocked stop fails the
 test by its timeout, it does not hang the run).
 """
@@ -48,7 +48,7 @@ def assert_terminated_anyway(n1: AgentNode, p: subprocess.CompletedProcess[str],
     assert "Traceback" not in p.stderr, p.stderr
     assert p.returncode == 1, p.stderr     # dry run: the stop fails, as with none
     assert n1.dry_run.read_text().startswith("reboot all paths failed: "), p.stderr
-    assert "KAMN726-E" in p.stderr and "KAMN954-E" in p.stderr, p.stderr
+    assert "KAMN726-E" in p.stderr and "HAMN954-E" in p.stderr, p.stderr
     assert f"journal {journal}: the failure entry could not be recorded ({why}" \
         in p.stderr, p.stderr
 
