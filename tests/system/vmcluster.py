@@ -473,7 +473,7 @@ def seed_cib() -> str:
     ps = ET.SubElement(crm, "cluster_property_set", id="cib-bootstrap-options")
     _nv(ps, "opt", {
         "stonith-enabled": "true", "dc-deadtime": "5s", "no-quorum-policy": "stop",
-        "stonith-timeout": "60s", "cluster-recheck-interval": "30s",
+        "stonith-timeout": "240s", "cluster-recheck-interval": "30s",
         "shutdown-escalation": "60s", "startup-fencing": "false",
     })
     rd = conf.find("rsc_defaults")
@@ -485,26 +485,32 @@ def seed_cib() -> str:
     assert res is not None
     _primitive(res, "fence-luna", "stonith", "fence_hamon_scsi", {
         "devices": "/dev/mapper/luna", "pcmk_host_list": "node1 node2", "scsi_timeout": "3",
+        # TCG on a loaded 2-CPU host: one agent run takes 5-40 s (Python imports alone ~5 s)
+        "pcmk_monitor_timeout": "180s", "pcmk_on_timeout": "180s",
+        "pcmk_off_timeout": "180s", "pcmk_reboot_timeout": "180s",
+        "pcmk_status_timeout": "180s",
     }, meta={"provides": "unfencing", "target-role": "Stopped"},
-        ops=(("monitor", "60s", "60s"),))
+        ops=(("monitor", "60s", "180s"), ("start", "0s", "180s")))
     g = ET.SubElement(res, "group", id="svc")
     _nv(ET.SubElement(g, "meta_attributes", id="svc-meta"), "svc-meta",
         {"target-role": "Stopped"})
     _primitive(g, "disk-b", "ocf", "hamon_disk", {
         "dmmp_device": "/dev/mapper/lunb", "command_timeout": "3",
         "journal": "/var/lib/hamon/journal",
-    }, provider="hamon", ops=(("monitor", "5s", "30s"), ("start", "0s", "60s"),
-                             ("stop", "0s", "60s")))
+    }, provider="hamon", ops=(("monitor", "5s", "120s"), ("start", "0s", "180s"),
+                             ("stop", "0s", "180s")))
     _primitive(g, "fs-b", "ocf", "Filesystem", {
         "device": "/dev/mapper/lunb", "directory": "/mnt/lunb", "fstype": "ext4",
-    }, provider="heartbeat", ops=(("monitor", "20s", "40s"), ("start", "0s", "60s"),
-                                  ("stop", "0s", "60s")))
+    }, provider="heartbeat", ops=(("monitor", "20s", "120s"), ("start", "0s", "120s"),
+                                  ("stop", "0s", "120s")))
     _primitive(g, "writer-b", "ocf", "writer", {
         "target": "/mnt/lunb/records", "lun": "B", "port": "hamon.ack.b",
-    }, provider="hamontest", ops=(("monitor", "10s", "20s"),))
+    }, provider="hamontest", ops=(("monitor", "10s", "60s"), ("start", "0s", "60s"),
+                                  ("stop", "0s", "60s")))
     _primitive(g, "writer-a", "ocf", "writer", {
         "target": "/dev/mapper/luna", "lun": "A", "port": "hamon.ack.a",
-    }, provider="hamontest", ops=(("monitor", "10s", "20s"),))
+    }, provider="hamontest", ops=(("monitor", "10s", "60s"), ("start", "0s", "60s"),
+                                  ("stop", "0s", "60s")))
     return ET.tostring(root, encoding="unicode")
 
 
