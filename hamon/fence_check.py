@@ -24,11 +24,11 @@ Optional settings in ``/etc/sysconfig/stonith`` as for fence_scsi_check: ``retry
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
-import stat
 import sys
 import time
 
@@ -36,6 +36,7 @@ from hamon.fence_core import DEFAULT_SCSI_TIMEOUT
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, Resolver, run_parallel
 from hamon.lib.keys import parse_key
+from hamon.lib.regular_file import NotRegularFile, read_regular
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.termination import OsAction, OsTerminator
 from hamon.lib.transport.base import Transport
@@ -92,19 +93,11 @@ STATE_TIMEOUT_MAX = 300.0
 def _read_state(path: str) -> str:
     """The state file's text: a regular file, not through a symlink, bounded, opened
     without blocking (a FIFO planted there must not hang the watchdog)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        os.close(fd)
-        raise
-    if not regular:
-        os.close(fd)
-        raise ValueError("not a regular file")
-    with os.fdopen(fd, "rb") as f:
-        raw = f.read(STATE_MAX + 1)
-    if len(raw) > STATE_MAX:
-        raise ValueError("too large to be the state file")
+        raw = read_regular(path, STATE_MAX, follow=False)
+    except NotRegularFile as err:
+        raise ValueError("too large to be the state file" if err.errno == errno.EFBIG
+                         else "not a regular file") from None
     return raw.decode()
 
 

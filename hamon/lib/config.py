@@ -34,9 +34,9 @@ it is running the command): crm_mon says whether a hamon_disk resource is active
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
-import stat
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 from hamon.lib import keys as keymod
 from hamon.lib.disk import split_operands
+from hamon.lib.regular_file import NotRegularFile, read_regular
 
 DEFAULT_DISKS_FILE = "/etc/hamon/disks"
 CLUSTER_TIMEOUT = 10.0
@@ -118,19 +119,12 @@ MAX_DISKS_FILE = 1024 * 1024
 def read_bounded(path: str, limit: int = MAX_DISKS_FILE) -> str:
     """A regular file's text, at most ``limit`` bytes; ConfigError for a FIFO, a device,
     a directory or a larger file (opened without blocking: a FIFO never hangs us)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        regular = stat.S_ISREG(os.fstat(fd).st_mode)
-    except OSError:
-        os.close(fd)
-        raise
-    if not regular:
-        os.close(fd)
-        raise ConfigError(f"{path}: not a regular file; give the disks file")
-    with os.fdopen(fd, "rb") as f:
-        raw = f.read(limit + 1)
-    if len(raw) > limit:
-        raise ConfigError(f"{path}: larger than {limit // 1024} kB: not a disks file")
+        raw = read_regular(path, limit)
+    except NotRegularFile as err:
+        raise ConfigError(f"{path}: larger than {limit // 1024} kB: not a disks file"
+                          if err.errno == errno.EFBIG else
+                          f"{path}: not a regular file; give the disks file") from None
     try:
         return raw.decode()
     except UnicodeDecodeError as err:

@@ -21,11 +21,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import stat
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from hamon.lib.regular_file import NotRegularFile, open_regular, read_regular
 
 DEFAULT_PATH = "/var/lib/hamon/journal"
 #: The most a journal read takes in (bytes). Years of entries are a few MB; more than
@@ -33,24 +34,8 @@ DEFAULT_PATH = "/var/lib/hamon/journal"
 MAX_READ = 64 * 1024 * 1024
 
 
-class JournalError(OSError):
+class JournalError(NotRegularFile):
     """The journal path is not a regular file, or is too large to be one (errno set)."""
-
-
-def _open_regular(path: str, flags: int, mode: int = 0o644, follow: bool = False) -> int:
-    """``os.open`` that never blocks, returns only a regular file's descriptor
-    (JournalError otherwise) and, unless ``follow``, never follows a final symlink (a
-    writer must not be led to append to another file; a reader may follow one)."""
-    flags |= os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
-    fd = os.open(path, flags, mode)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise JournalError(errno.EINVAL, "not a regular file", path)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def default_path() -> str:
@@ -99,7 +84,10 @@ class Journal:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o755, exist_ok=True)
         new = not os.path.lexists(self.path)
-        fd = _open_regular(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        try:
+            fd = open_regular(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        except NotRegularFile as err:
+            raise JournalError(err.errno, err.strerror, self.path) from None
         try:
             size = os.fstat(fd).st_size
             prefix = b""
@@ -124,14 +112,13 @@ class Journal:
         """Every line, checked. Bounded: a FIFO, a device or a file larger than
         :data:`MAX_READ` raises JournalError instead of hanging or filling memory."""
         try:
-            fd = _open_regular(self.path, os.O_RDONLY, follow=True)
+            raw = read_regular(self.path, MAX_READ)
         except FileNotFoundError:
             return []
-        with os.fdopen(fd, "rb") as f:
-            raw = f.read(MAX_READ + 1)
-        if len(raw) > MAX_READ:
-            raise JournalError(errno.EFBIG, f"larger than {MAX_READ // (1024 * 1024)} MB: "
-                               "not a hamon journal", self.path)
+        except NotRegularFile as err:
+            why = (f"larger than {MAX_READ // (1024 * 1024)} MB: not a hamon journal"
+                   if err.errno == errno.EFBIG else err.strerror)
+            raise JournalError(err.errno, why, self.path) from None
         lines = raw.splitlines(keepends=True)
         out = []
         for i, raw in enumerate(lines, 1):
