@@ -615,3 +615,32 @@ def test_options_before_the_command_are_kept(san, capsys):
     rc, out, _ = run(capsys, "--cluster-name", "other", "key", "node2")
     assert rc == 0 and f"0x{keymod.key_for_node('node2', 'other'):x}" in out
     assert "cluster other:" in out and "old key" in out
+
+
+def test_monscsiclr_takes_the_devices_of_the_alias_from_the_cib(san, tmp_path, capsys,
+                                                                monkeypatch):
+    """The alias of a hamon_disk resource (its alias parameter, else its id) names its
+    devices; another resource's and the fence device's are left alone; the CLEARED lines
+    match what an observer reads afterwards."""
+    cib = (f'<resources><primitive id="shared-disk" class="ocf" provider="hamon" '
+           f'type="hamon_disk"><instance_attributes id="i"><nvpair id="n" '
+           f'name="dmmp_device" value="{san.urls(1)}"/><nvpair id="a" name="alias" '
+           f'value="svc"/></instance_attributes></primitive>'
+           f'<primitive id="other" class="ocf" provider="hamon" type="hamon_disk">'
+           f'<instance_attributes id="o"><nvpair id="p" name="dmmp_device" '
+           f'value="{san.urls(2)}"/></instance_attributes></primitive></resources>')
+    monkeypatch.setattr(config, "run", lambda argv, t: (0, cib, ""))
+    hold(san, "node2", lun=1)
+    hold(san, "node2", lun=2)
+    rc, out, _ = run(capsys, "--node", "node1", "monscsiclr", "svc", "--nodes-online",
+                     "node1")
+    assert rc == 0, out
+    assert out.splitlines() == [
+        "KAMN107-I The monscsiclr command started. (server: svc)",
+        f"CLEARED {san.url(1, 1)}",
+        "KAMN108-I The monscsiclr command ended. (result: SUCCESS, server: svc)"]
+    assert san.luns[1].holder is None and not san.luns[1].registrations   # released
+    assert san.luns[2].registrations[san.luns[2].holder] == K2   # alias "other": kept
+    rc, _, err = run(capsys, "--node", "node1", "monscsiclr", "nosuch", "--nodes-online",
+                     "node1")
+    assert rc == 2 and "known: other, svc" in err
