@@ -394,6 +394,7 @@ class Agent:
     """One run: settings, the fencer, and the three callbacks fence_action calls."""
 
     def __init__(self, options: dict[str, Any]) -> None:
+        _load_core()
         self.options = options
         self.settings = settings_from(options)
         self.fencer = Fencer(self.settings, resolver_factory)
@@ -510,6 +511,7 @@ def write_state(s: Settings, node: Node) -> None:
     the final name, never writes through it). The directory is created 0755 whatever
     the umask, and a directory that is a symlink is refused.
     """
+    _load_core()
     import json
     import stat
     import tempfile
@@ -704,6 +706,7 @@ def validate(options: dict[str, Any],
     Reaching the devices is part of it because a device that does not exist is the most
     likely configuration error, and pcs runs validate-all when the device is created.
     """
+    _load_core()
     s = settings_from(options)
     target_of(options, s)  # a bad key fails here
     for device in s.devices:  # a directory, FIFO, /dev/null, loop device... is no disk
