@@ -371,3 +371,39 @@ def test_without_the_arbiter_rule_the_luns_split_on_tgtd(tgt_factory):
     print(f"without the arbiter rule: {len(splits)} split(s) in {rounds} rounds: {splits}")
     assert splits, f"no split in {rounds} rounds: the control cannot show what the " \
                    "race tests guard against"
+
+
+def test_no_registration_pile_up_after_100_fence_cycles(tgt_factory):
+    """Issue 11, item 2: every fence cycle (node2 unfences, node1 fences it) used to leave
+    one more registration of node1's key per LUN on tgt, where a new session is a new
+    nexus (100 cycles: 102 entries), until READ KEYS could not list them all. node1
+    unfences once; each cycle is a new agent run of each (a new Fencer: new sessions, as
+    a new process). After every cycle an observer counts the registrations."""
+    tgt = tgt_factory(luns=2)
+    devs = devices(tgt, [1, 2]).split(",")
+
+    def run(node: str, victim: str | None = None) -> None:
+        f = Fencer(Settings(devices=devs, local_node=node))
+        try:
+            if victim is None:
+                f.unfence(f.settings.node(node))
+            else:
+                f.fence(f.settings.node(node), f.settings.node(victim))
+        finally:
+            f.close()
+
+    run("node1")
+    first = max(ks.count(K1) for ks in keys_on(tgt, [1, 2]).values())
+    most = first
+    for cycle in range(100):
+        run("node2")
+        run("node1", "node2")
+        keys = keys_on(tgt, [1, 2])
+        assert all(K2 not in ks and K1 in ks for ks in keys.values()), (cycle, keys)
+        most = max(most, *(ks.count(K1) for ks in keys.values()))
+        # what the unfence registered, plus at most the one nexus a fence keeps when it
+        # became the reservation holder
+        assert most <= first + 1, (cycle, keys)
+    assert all(st.reservation.held for st in tgt.observe([1, 2]))
+    print(f"node1's registrations per LUN: {first} after unfencing, at most {most} "
+          "over 100 fence cycles")
