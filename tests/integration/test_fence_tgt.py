@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -407,3 +408,43 @@ def test_no_registration_pile_up_after_100_fence_cycles(tgt_factory):
     assert all(st.reservation.held for st in tgt.observe([1, 2]))
     print(f"node1's registrations per LUN: {first} after unfencing, at most {most} "
           "over 100 fence cycles")
+
+
+def test_off_with_more_registrations_than_one_read_keys_returns(tgt_factory):
+    """Issue 11, item 1: READ KEYS was read with 8192 bytes (1022 keys) and its cut
+    ignored, so a victim key past the cut counted as absent: off exited 0 while the
+    victim stayed registered and wrote. With 1100 other registrations on the LUN, the
+    victim's key comes after them: off must read the whole list, remove it, and say
+    success only then (checked by an observer); hamon keys shows the target's count."""
+    from hamon.lib.scsi import command
+    from hamon.lib.scsi.pr import PrOutServiceAction as Out
+    from hamon.lib.transport.iscsi import IscsiTransport
+
+    tgt = tgt_factory(luns=1)
+    url = tgt.url(1)
+    p = agent("node1", "-o", "on", "-n", "node1", "-d", url)
+    assert p.returncode == 0, p.stderr
+    others = 1100
+    for i in range(others):  # each a nexus of its own (tgt keeps it after the logout)
+        with IscsiTransport(path=url, initiator=f"iqn.2026-12.org.hamon:other{i}",
+                            timeout=5) as t:
+            command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, 0x0E000000 + i)
+    victim = NodeIO("node2", url)
+    try:
+        victim.join()   # registered after the 1100: past the first 8192 bytes
+        before = tgt.observe([1])[0]
+        assert len(before.keys) > 1022 + 2 and before.keys.index(K2) > 1022
+        p = agent("node1", "-o", "off", "-n", "node2", "-d", url)
+        assert (p.returncode, p.stdout) == (0, "Success: Powered OFF\n"), p.stderr
+        after = tgt.observe([1])[0]
+        assert K2 not in after.keys and K1 in after.keys
+        assert len(after.keys) == len(before.keys) - before.keys.count(K2)
+        assert victim.writes() == ["RESERVATION CONFLICT"]   # from its own session
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        out = subprocess.run([sys.executable, "-m", "hamon", "--json", "keys", url],
+                             capture_output=True, text=True, env=env, timeout=60,
+                             check=False)
+        assert out.returncode == 0, out.stderr
+        assert len(json.loads(out.stdout)[0]["keys"]) == len(after.keys)
+    finally:
+        victim.close()
