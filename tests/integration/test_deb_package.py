@@ -1,8 +1,9 @@
 """The Debian package: built outside the checkout, the files `make install` puts, the
 Depends the code needs, lintian without errors or warnings.
 
-Installing it (apt-get install, pcs finds the agents, purge leaves nothing) needs a
-machine to install into: the VM tier does it (tests/system/test_deb_install.py).
+Installing it (apt-get install, pcs finds the agents, purge leaves nothing) runs the
+install scenario (tests/system/scenarios/deb_install.sh) in an overlay of this host's
+root, a chroot of its own; the same scenario runs in the VM guest by hand (~5 min).
 """
 from __future__ import annotations
 
