@@ -12,6 +12,7 @@ KAMN727-I.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import subprocess
@@ -137,6 +138,55 @@ def test_disable_is_a_normal_termination_and_standby_a_planned_one(cluster, stor
     cluster.wait_stopped("shared-disk")
     stop = [e for e in journal(cluster, second) if e.get("kind") == "stop"][-1]
     assert stop["termination"] == "normal", stop
+    st = lun(storage)
+    assert not st.reservation.held and st.keys == ()
+
+
+def stops(cluster, node: str) -> list[dict]:
+    return [e for e in journal(cluster, node) if e.get("kind") == "stop"]
+
+
+def test_ban_is_a_planned_termination(cluster, storage):
+    first = create(cluster, storage)
+    cluster.pcs("node1", "resource", "ban", "shared-disk", first)
+    cluster.wait_started("shared-disk", other(first), timeout=60)
+    stop = stops(cluster, first)[-1]
+    assert stop["termination"] == "planned", stop
+    assert f"cli-ban-shared-disk-on-{first}" in stop["termination_reason"]
+    assert lun(storage).reservation.key == KEY[other(first)]
+
+
+def test_node_shutdown_with_the_service_going_elsewhere_is_planned(cluster, storage):
+    """Pacemaker stopped on the active node (pcs cluster stop NODE): the other node runs
+    on and takes the service, a switchover."""
+    first = create(cluster, storage)
+    second = other(first)
+    assert cluster.stop_node(first)
+    cluster.wait_started("shared-disk", second, timeout=60, via=second)
+    stop = stops(cluster, first)[-1]
+    assert stop["termination"] == "planned", stop
+    assert "shutting down" in stop["termination_reason"] and second in \
+        stop["termination_reason"]
+    assert lun(storage).reservation.key == KEY[second]
+
+
+def test_whole_cluster_stop_is_a_normal_termination(cluster, storage):
+    """Every node stops at once (what pcs cluster stop --all does): the service starts
+    nowhere, so the node that stops it last journals *normal*; the reservation is
+    released (the disk is free, read by an observer)."""
+    first = create(cluster, storage)
+    before = {n: len(stops(cluster, n)) for n in cluster.node_names}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(cluster.stop_node, cluster.node_names))
+    assert all(done), done
+    new = {n: stops(cluster, n)[before[n]:] for n in cluster.node_names}
+    assert new[first], new                      # the active node stopped it
+    kinds = [e["termination"] for es in new.values() for e in es]
+    # the first stop may see the other node not yet shutting down (planned: Pacemaker may
+    # start the service there for a moment); the stop that ends the service is normal
+    assert "normal" in kinds and set(kinds) <= {"normal", "planned"}, new
+    assert all("no other node can take" in e["termination_reason"]
+               for es in new.values() for e in es if e["termination"] == "normal")
     st = lun(storage)
     assert not st.reservation.held and st.keys == ()
 
