@@ -21,15 +21,30 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from test_scenarios_seed import journal_from_image
 from vm import SCENARIOS
 
 from hamon.lib.journal import Journal
-from hamon.lib.keys import key_for_node
+from hamon.lib.keys import COROSYNC_CONF
+from hamon.lib.keys import key_for_node as _key_for_node
 
 pytestmark = pytest.mark.system
+
+
+def key_for_node(node: str) -> int:
+    """The key a guest's agent derives for ``node``. The guests run this host's root
+    read-only with no corosync running, so their cluster name is the one in its
+    corosync.conf (Debian ships ``cluster_name: debian``); this process may carry
+    HAMON_CLUSTER_NAME from the other tiers' conftests, which the guests never see."""
+    try:
+        text = Path(COROSYNC_CONF).read_text(errors="replace")
+    except OSError:
+        text = ""
+    m = re.search(r"^\s*cluster_name\s*:\s*(\S+)\s*$", text, re.MULTILINE)
+    return _key_for_node(node, m.group(1) if m else "")
 
 SEED_FAULT = SCENARIOS / "seed_fault.sh"
 FENCE_FAULT = SCENARIOS / "sgio_fault_fence.py"
