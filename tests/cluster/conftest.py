@@ -24,9 +24,6 @@ from .pcmk import REPO, Cluster, ClusterError, preflight
 
 HERE = Path(__file__).resolve().parent
 
-#: The cluster name of the tier's corosync (pcmk.Cluster's default): keys the tests derive
-#: must be the ones the agents derive from corosync (hamon.lib.keys, issue 12).
-os.environ["HAMON_CLUSTER_NAME"] = "hamon-test"
 
 
 def _keep_setting() -> bool | None:

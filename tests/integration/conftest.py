@@ -6,17 +6,12 @@ Every test here is skipped (not failed) where tgt cannot run: no tgtd, not root.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.tgt import Tgt, available
-
-#: The cluster name every reservation key of this tier is derived with (hamon.lib.keys):
-#: explicit, so that the host's own corosync configuration plays no part (issue 12).
-os.environ["HAMON_CLUSTER_NAME"] = "hamon-test"
 
 
 @pytest.fixture

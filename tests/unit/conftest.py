@@ -1,17 +1,12 @@
 """Fixtures shared by the unit tests (one copy each, not one per file)."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
-
-#: The cluster name every reservation key of this tier is derived with (hamon.lib.keys):
-#: explicit, so that the host's own corosync configuration plays no part (issue 12).
-os.environ["HAMON_CLUSTER_NAME"] = "hamon-test"
 
 
 @pytest.fixture
