@@ -91,7 +91,7 @@ def classify(err: BaseException) -> PathFault | None:
         return PathFault(err.reason, DetailsCode.OPEN, err)
     if isinstance(err, PathError):
         return PathFault(err.reason, DetailsCode.IO_ERR, err)
-    if isinstance(err, IllegalRequest) and _op(err) and _op(err)[0] in (  # type: ignore[index]
+    if isinstance(err, IllegalRequest) and (_op(err) or (None,))[0] in (
             PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT):
         return PathFault(str(err), DetailsCode.IOCTL, err)
     if isinstance(err, ScsiError):
