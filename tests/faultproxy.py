@@ -5,10 +5,10 @@ Why: a failing array answers (CHECK CONDITION, BUSY, ...) rather than going sile
 hamon must treat such a path as failed. tgtd and LIO cannot be told to answer that way, so
 this proxy sits on one path (one listening address in front of one target portal) and
 answers chosen SCSI commands itself, by the rules of the in-memory target's vocabulary
-(:class:`hamon.lib.transport.sim.FaultRule` / :class:`~hamon.lib.transport.sim.FaultKind`),
+(:class:`hamon.lib.sim.faults.FaultRule` / :class:`~hamon.lib.sim.faults.FaultKind`),
 so a fault means the same thing in the unit, integration and VM tiers. Python stdlib only
-(plus hamon.lib.transport.sim, itself stdlib only): it runs in-process in tests and as a
-script inside the QEMU guest.
+(plus hamon.lib.sim.faults, itself stdlib and hamon.lib.scsi only): it runs in-process in
+tests and as a script inside the QEMU guest.
 
 What it does to a SCSI Command PDU (opcode 0x01) whose CDB matches the first rule:
 
@@ -23,7 +23,7 @@ What it does to a SCSI Command PDU (opcode 0x01) whose CDB matches the first rul
 - ``swallow``: forwarded as TEST UNIT READY likewise, the answer never delivered.
 - ``drop``: both TCP connections are closed.
 - ``corrupt`` (PR IN only): forwarded; the first Data-In PDU's PR IN header is rewritten
-  by :func:`hamon.lib.transport.sim.corrupt_pr_in` (the length claims more than is sent
+  by :func:`hamon.lib.sim.faults.corrupt_pr_in` (the length claims more than is sent
   and is not a multiple of 8).
 
 Everything else passes unchanged, except the login: the initiator's HeaderDigest /
@@ -33,7 +33,7 @@ digests), and a target answering anything but None is refused with a logged erro
 In-process::
 
     from tests.faultproxy import FaultProxy
-    from hamon.lib.transport.sim import FaultRule, FaultKind, HARDWARE_ERROR
+    from hamon.lib.sim import FaultRule, FaultKind, HARDWARE_ERROR
     with FaultProxy(("127.0.0.1", 3260)) as proxy:      # listens on 127.0.0.1:<free port>
         url = proxy.url(iqn, 1)                         # iscsi://127.0.0.1:<port>/iqn/1
         proxy.set_rules(FaultRule(FaultKind.CHECK_CONDITION, opcode=0x5E))
@@ -79,7 +79,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hamon.lib.transport.sim import (
+from hamon.lib.sim.faults import (
     FaultKind,
     FaultPlan,
     FaultRule,

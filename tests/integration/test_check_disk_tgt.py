@@ -13,7 +13,7 @@ from hamon.lib.compliance import OPS, Verdict
 from hamon.lib.compliance_run import Nexus, Setup, check
 from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
-from hamon.lib.transport.sim import SimLun, SimTransport, TgtProfile
+from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from tests.scenarios import K1, WE_RO
 
 #: What tgt 1.0.85 (bookworm) refuses, as DESIGN.md records it.

@@ -27,7 +27,7 @@ import pytest
 from hamon.lib import keys as keymod
 from hamon.lib.journal import Journal
 from hamon.lib.scsi.sense import SenseKey
-from hamon.lib.transport.sim import FaultKind, FaultRule
+from hamon.lib.sim import FaultKind, FaultRule
 from tests.faultproxy import FaultProxy
 from tests.integration.tgt import Tgt
 

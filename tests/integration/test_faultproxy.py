@@ -21,9 +21,9 @@ import pytest
 
 from hamon.lib.scsi.errors import Busy, CheckCondition, ReservationConflict, error_for
 from hamon.lib.scsi.sense import SenseKey
+from hamon.lib.sim import HARDWARE_ERROR, FaultKind, FaultRule
 from hamon.lib.transport.base import CommandResult, PathError, PathTimeout
 from hamon.lib.transport.iscsi import IscsiTransport
-from hamon.lib.transport.sim import HARDWARE_ERROR, FaultKind, FaultRule
 from tests.faultproxy import (
     FaultProxy,
     Pdu,

@@ -14,10 +14,10 @@ import pytest
 from hamon.lib.disk import run_parallel
 from hamon.lib.identity import default_initiator
 from hamon.lib.scsi import command
+from hamon.lib.sim import FaultKind, FaultRule
 from hamon.lib.transport import loop
 from hamon.lib.transport.base import PathTimeout
 from hamon.lib.transport.iscsi import IscsiTransport
-from hamon.lib.transport.sim import FaultKind, FaultRule
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.integration

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hamon.lib.disk import Disk, DiskKind, Path
 from hamon.lib.identity import default_initiator
-from hamon.lib.transport.sim import SimLun, SimTransport
+from hamon.lib.sim import SimLun, SimTransport
 
 
 def sim_disk(lun: SimLun, node: str, ports: int = 2, name: str | None = None) -> Disk:

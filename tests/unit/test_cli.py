@@ -20,8 +20,8 @@ from hamon.lib.disk import Disk, DiskKind, Path, Resolver, split_operands
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
 from hamon.lib.scsi.pr import ReservationType
+from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from hamon.lib.transport.iscsi import parse_iscsi_url
-from hamon.lib.transport.sim import SimLun, SimTransport, TgtProfile
 
 TARGET = "iqn.2026-11.org.hamon:sim"
 K1, K2, K3 = (keymod.key_for_node(n) for n in ("node1", "node2", "node3"))

@@ -9,7 +9,7 @@ from hamon.lib.compliance import KEY_A, Outcome, Verdict
 from hamon.lib.compliance_run import Nexus, Setup, check, setup_for
 from hamon.lib.disk import Disk, DiskKind, Path
 from hamon.lib.scsi.pr import ReservationType as RT
-from hamon.lib.transport.sim import SimLun, SimTransport, TargetProfile, TgtProfile
+from hamon.lib.sim import SimLun, SimTransport, TargetProfile, TgtProfile
 
 NODE = "iqn.2026-11.org.hamon:node1"
 

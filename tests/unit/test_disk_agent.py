@@ -25,8 +25,8 @@ from hamon.lib.journal import Journal
 from hamon.lib.pacemaker import Detection, ExitStatus
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
+from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from hamon.lib.termination import OsAction, OsTerminator, TerminationKind
-from hamon.lib.transport.sim import SimLun, SimTransport, TgtProfile
 
 TARGET = "iqn.2026-11.org.hamon:sim"
 
@@ -621,7 +621,7 @@ def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path
     real = st.lun[1]._pr_in
 
     def refuse(nexus, cdb):
-        from hamon.lib.transport.sim import _illegal
+        from hamon.lib.sim.target import _illegal
         raise _illegal()
 
     st.lun[1]._pr_in = refuse  # type: ignore[method-assign]
@@ -666,7 +666,7 @@ def test_a_device_without_persistent_reservations_is_kamn601_ioctl(tmp_path, cap
     n1, _ = two_nodes(tmp_path, st)
 
     def refuse(nexus, cdb, params):
-        from hamon.lib.transport.sim import _illegal
+        from hamon.lib.sim.target import _illegal
         raise _illegal(0x20, 0)
 
     st.lun[1]._pr_out = refuse  # type: ignore[method-assign]

@@ -3,7 +3,7 @@ import pytest
 
 from hamon.lib.disk import DeviceError, DiskKind, PathState, Resolver, split_operands
 from hamon.lib.multipath import dmmp, hdlm
-from hamon.lib.transport.sim import SimLun, SimTransport
+from hamon.lib.sim import SimLun, SimTransport
 
 
 @pytest.mark.parametrize("operand,message", [

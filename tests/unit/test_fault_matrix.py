@@ -23,7 +23,7 @@ from hamon.lib import reservation as rsv
 from hamon.lib.disk import Resolver
 from hamon.lib.pacemaker import ExitStatus
 from hamon.lib.scsi.sense import SenseKey
-from hamon.lib.transport.sim import FaultKind, FaultRule, SimLun, SimTransport, TgtProfile
+from hamon.lib.sim import FaultKind, FaultRule, SimLun, SimTransport, TgtProfile
 from tests.unit.test_disk_agent import Node, Storage
 
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")

@@ -23,7 +23,7 @@ from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType as RT
-from hamon.lib.transport.sim import SimLun, SimTransport, TgtProfile
+from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 
 TARGET = "iqn.2026-11.org.hamon:simtgt"
 PORTALS = ("127.0.0.1", "127.0.0.2")

@@ -16,7 +16,7 @@ from hamon.lib import messages
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import Resolver
 from hamon.lib.messages import CATALOG, format_message, with_manual_placeholders
-from hamon.lib.transport.sim import FaultKind, FaultRule, TgtProfile
+from hamon.lib.sim import FaultKind, FaultRule, TgtProfile
 from tests.unit.test_disk_agent import Storage
 
 #: HA Monitor's messages hamon emits (DESIGN.md, "HA Monitor's public texts", §9.21)

@@ -4,8 +4,8 @@ import pytest
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import PathState
 from hamon.lib.scsi.errors import ReservationConflict
+from hamon.lib.sim import SimLun, TgtProfile
 from hamon.lib.transport.base import PathError
-from hamon.lib.transport.sim import SimLun, TgtProfile
 from tests import scenarios
 from tests.scenarios import K1, K2, WE_RO
 from tests.unit.simdisk import sim_disk

@@ -12,8 +12,7 @@ from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType as RT
 from hamon.lib.scsi.sense import SenseKey
 from hamon.lib.scsi.status import Status
-from hamon.lib.transport.base import PathError, PathTimeout
-from hamon.lib.transport.sim import (
+from hamon.lib.sim import (
     HARDWARE_ERROR,
     FaultKind,
     FaultPlan,
@@ -23,6 +22,7 @@ from hamon.lib.transport.sim import (
     TargetProfile,
     corrupt_pr_in,
 )
+from hamon.lib.transport.base import PathError, PathTimeout
 
 PR_IN, PR_OUT, TUR = 0x5E, 0x5F, 0x00
 

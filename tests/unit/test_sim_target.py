@@ -5,7 +5,7 @@ from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, UnitAttention
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType as RT
-from hamon.lib.transport.sim import SimLun, SimTransport, TargetProfile, TgtProfile
+from hamon.lib.sim import SimLun, SimTransport, TargetProfile, TgtProfile
 
 
 def nexus(lun, ini, port=1):

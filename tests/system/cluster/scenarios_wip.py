@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
 import checker
 
 from hamon.lib import keys as keymod
-from hamon.lib.transport.sim import HARDWARE_ERROR
+from hamon.lib.sim import HARDWARE_ERROR
 
 KEY = {n: keymod.key_for_node(n) for n in vmcluster.NODES}
 RESULTS: list[dict] = []
