@@ -3,12 +3,13 @@
 Retry policy lives here because it is protocol, not cluster policy: a UNIT ATTENTION
 means "the command was not executed, an event is being reported", so resending is what
 SPC-4 expects, a bounded number of times. BUSY / TASK SET FULL are retried after a short
-pause. RESERVATION CONFLICT is never retried: it is an answer, and for a fence agent the
+pause, taken through the transport (:meth:`Transport.pause`): inside an action's poll
+loop it yields to the other paths' jobs instead of stopping the one thread they all run
+on. RESERVATION CONFLICT is never retried: it is an answer, and for a fence agent the
 most important one.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from hamon.lib.scsi import cdb as cdbs
@@ -55,7 +56,7 @@ def run(
             continue
         if isinstance(err, Busy) and busy < BUSY_RETRIES:
             busy += 1
-            time.sleep(BUSY_PAUSE * busy)
+            transport.pause(BUSY_PAUSE * busy)
             continue
         raise err
 

@@ -56,6 +56,13 @@ class Transport(abc.ABC):
     ) -> CommandResult:
         """Send ``cdb`` and return the target's answer; raise PathError if none came."""
 
+    def pause(self, seconds: float) -> None:
+        """Wait before sending again (a BUSY answer): yields to the action's loop when
+        the caller is one of its jobs, so the other paths go on meanwhile."""
+        from hamon.lib.transport import loop  # the loop module loads greenlet: lazily
+
+        loop.pause(seconds)
+
     def close(self) -> None:
         """Release the path (file descriptor, iSCSI session)."""
         self._closed = True

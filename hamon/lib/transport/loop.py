@@ -303,6 +303,17 @@ def parallel(jobs: list[Callable[[], object]], max_workers: int = 64) -> list[ob
     return threads(jobs, max_workers)
 
 
+def pause(seconds: float) -> None:
+    """Wait ``seconds``: inside a loop job by yielding to the other jobs (the loop's
+    timer), elsewhere with time.sleep. A job must never time.sleep: the one thread every
+    job of the action runs on would stop, and every other path with it."""
+    loop = current()
+    if loop is None:
+        time.sleep(seconds)
+    else:
+        loop.sleep(seconds)
+
+
 def acquire(lock: threading.Lock) -> None:
     """Take ``lock``; inside a loop job, by yielding to the other jobs until it is free
     (blocking would stop the one thread every job runs on)."""
