@@ -20,8 +20,9 @@ from pathlib import Path
 
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Disk, Resolver
+from hamon.lib.disk import Disk
 from hamon.lib.identity import default_initiator
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import ReservationType, format_key
 from tests.integration.tgt import Tgt, available
 

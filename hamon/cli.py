@@ -27,10 +27,11 @@ from hamon.lib import cancel, config, failback, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.devcheck import check_device
-from hamon.lib.disk import DeviceError, Disk, Resolver, run_parallel, split_operands
+from hamon.lib.disk import DeviceError, Disk, run_parallel, split_operands
 from hamon.lib.identity import check_iscsi_name, default_initiator, local_node_name
 from hamon.lib.journal import Journal, JournalError, Record
 from hamon.lib.messages import emit
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.transport.base import PathError
 

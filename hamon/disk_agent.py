@@ -65,14 +65,13 @@ from hamon.lib.disk import (
     Disk,
     PathFaulted,
     PathState,
-    Resolver,
-    refuse_same_lun_twice,
     run_in_threads,
     run_parallel,
 )
 from hamon.lib.identity import check_iscsi_name, default_initiator, local_node_name
 from hamon.lib.journal import Journal
 from hamon.lib.messages import DetailsCode, RecoveryCode
+from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
 from hamon.lib.pacemaker import Detection, ExitStatus
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import ReservationType, format_key

@@ -93,8 +93,9 @@ def _load_core() -> None:
     )
     from hamon.lib import keys as keymod
     from hamon.lib.devcheck import check_device
-    from hamon.lib.disk import DeviceError, Resolver, split_operands
+    from hamon.lib.disk import DeviceError, split_operands
     from hamon.lib.identity import check_iscsi_name, local_node_name
+    from hamon.lib.multipath.resolve import Resolver
     from hamon.lib.scsi.pr import ReservationType, format_key
 
     class ConfigError(FenceError):  # type: ignore[no-redef]

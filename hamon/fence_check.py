@@ -34,8 +34,9 @@ import time
 
 from hamon.fence_core import DEFAULT_SCSI_TIMEOUT
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import DeviceError, Resolver, run_parallel
+from hamon.lib.disk import DeviceError, run_parallel
 from hamon.lib.keys import parse_key
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.regular_file import NotRegularFile, read_regular
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.termination import OsAction, OsTerminator

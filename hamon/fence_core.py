@@ -47,11 +47,10 @@ from hamon.lib import reservation as rsv
 from hamon.lib.disk import (
     DeviceError,
     Disk,
-    Resolver,
-    refuse_same_lun_twice,
     run_parallel,
 )
 from hamon.lib.identity import default_initiator
+from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import ReservationType, format_key

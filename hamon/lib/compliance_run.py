@@ -576,7 +576,7 @@ def check_devices(operands: list[str], *, initiator: str | None,
     iscsi:// paths are opened with the check's own ISID role, also while resolving, so a
     live agent's session is never reinstated (closed) by the check's login.
     """
-    from hamon.lib.disk import Resolver
+    from hamon.lib.multipath.resolve import Resolver
 
     resolver = Resolver(initiator=initiator, timeout=timeout,
                         iscsi_opener=lambda url, ini, t: _open_iscsi(url, ini, ISCSI_ROLE, t))

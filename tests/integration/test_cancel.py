@@ -16,9 +16,10 @@ import pytest
 
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Disk, Resolver
+from hamon.lib.disk import Disk
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import ReservationType
 from tests.integration.tgt import Tgt

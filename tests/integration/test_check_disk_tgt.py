@@ -11,8 +11,8 @@ from hamon import cli
 from hamon.lib import reservation as rsv
 from hamon.lib.compliance import OPS, Verdict
 from hamon.lib.compliance_run import Nexus, Setup, check
-from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from tests.scenarios import K1, WE_RO
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 import time
 
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import PathState, Resolver
+from hamon.lib.disk import PathState
 from hamon.lib.identity import default_initiator
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, TgtProfile
 from tests import scenarios

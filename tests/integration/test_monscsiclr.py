@@ -18,9 +18,9 @@ import pytest
 
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import ReservationType
 from tests.faultproxy import FaultKind, FaultProxy, FaultRule
 from tests.integration.tgt import Tgt

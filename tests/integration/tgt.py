@@ -238,8 +238,8 @@ class Tgt:
         the target's state, not a node's view. ``portal``: through that portal only;
         default through any portal. Asserts that every LUN could be read."""
         from hamon.lib import reservation as rsv
-        from hamon.lib.disk import Resolver
         from hamon.lib.identity import default_initiator
+        from hamon.lib.multipath.resolve import Resolver
 
         resolver = Resolver(initiator=default_initiator("observer"), timeout=timeout)
         disks = [d for lun in luns for d in resolver.resolve(

@@ -16,9 +16,10 @@ from hamon import cli
 from hamon.lib import config, failback, messages, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Disk, DiskKind, Path, Resolver, split_operands
+from hamon.lib.disk import Disk, DiskKind, Path, split_operands
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from hamon.lib.transport.iscsi import parse_iscsi_url

@@ -19,9 +19,9 @@ from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import pacemaker as pcmk
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.pacemaker import Detection, ExitStatus
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict

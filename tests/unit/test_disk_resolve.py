@@ -1,8 +1,9 @@
 """Operands into disks: validation with bad inputs, URL grouping by LUN identity."""
 import pytest
 
-from hamon.lib.disk import DeviceError, DiskKind, PathState, Resolver, split_operands
+from hamon.lib.disk import DeviceError, DiskKind, PathState, split_operands
 from hamon.lib.multipath import dmmp, hdlm
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.sim import SimLun, SimTransport
 
 

@@ -20,7 +20,7 @@ from hamon.fence_core import FenceError, Fencer, Settings
 from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.pacemaker import ExitStatus
 from hamon.lib.scsi.sense import SenseKey
 from hamon.lib.sim import FaultKind, FaultRule, SimLun, SimTransport, TgtProfile

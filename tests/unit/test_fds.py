@@ -34,7 +34,7 @@ def test_beyond_the_hard_limit_it_says_what_is_needed_and_how_to_raise_it():
 
 
 def test_the_resolver_raises_the_limit_before_opening_paths():
-    code = ("import resource; from hamon.lib.disk import Resolver\n"
+    code = ("import resource; from hamon.lib.multipath.resolve import Resolver\n"
             "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))\n"
             "r = Resolver(initiator='iqn.2026-11.org.hamon:x', iscsi_opener=lambda *a: 1/0)\n"
             "urls = [f'iscsi://127.0.0.1:1/iqn.2026-11.org.hamon:t/{i}' for i in range(1500)]\n"

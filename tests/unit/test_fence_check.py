@@ -104,7 +104,7 @@ def test_the_check_reads_through_its_own_nexus_not_the_agents():
     monitors through the node's own iSCSI sessions: the check's sessions must have
     another ISID (a login with the agent's ISID would close the agent's session on a
     target that reinstates), with the same initiator name (the array's ACLs know it)."""
-    from hamon.lib.disk import Resolver
+    from hamon.lib.multipath.resolve import Resolver
     from hamon.lib.transport.iscsi import derive_isid, parse_iscsi_url
 
     url = "iscsi://127.0.0.1/iqn.2026-11.org.hamon:t/1"

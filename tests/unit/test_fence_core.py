@@ -17,8 +17,8 @@ import pytest
 
 from hamon.fence_core import FenceError, Fencer, Node, Settings
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
 from hamon.lib.identity import default_initiator
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import PrOutServiceAction as Out

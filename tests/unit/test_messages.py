@@ -14,8 +14,8 @@ from hamon.fence_core import DEFAULT_ALIAS, Fencer, Settings
 from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
 from hamon.lib.messages import CATALOG, format_message, with_manual_placeholders
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.sim import FaultKind, FaultRule, TgtProfile
 from tests.unit.test_disk_agent import Storage
 

@@ -13,7 +13,7 @@ import pytest
 
 from hamon.fence_core import Fencer, Settings
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
+from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import PrInServiceAction as In
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from tests.unit.test_fence_core import N1, N2, PORTALS, TARGET, SimArray, unfence

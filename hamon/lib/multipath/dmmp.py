@@ -16,12 +16,12 @@ from hamon.lib.disk import DeviceError, Disk, DiskKind, Path
 from hamon.lib.multipath import single, sysfs
 
 if TYPE_CHECKING:
-    from hamon.lib.disk import Resolver
+    from hamon.lib.multipath.opener import PathOpener
 
 MULTIPATHD_TIMEOUT = 5.0
 
 
-def resolve(devnode: str, resolver: Resolver) -> Disk:
+def resolve(devnode: str, resolver: PathOpener) -> Disk:
     info = sysfs.inspect(devnode)
     if info.dm_uuid is None:
         raise DeviceError(f"{devnode}: not a device-mapper device; give a single-path "

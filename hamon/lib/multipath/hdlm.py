@@ -17,7 +17,7 @@ from hamon.lib.disk import DeviceError, Disk, DiskKind, Path
 from hamon.lib.multipath import sysfs
 
 if TYPE_CHECKING:
-    from hamon.lib.disk import Resolver
+    from hamon.lib.multipath.opener import PathOpener
 
 DLNKMGR_TIMEOUT = 10.0
 DLNKMGR = "/opt/DynamicLinkManager/bin/dlnkmgr"
@@ -63,7 +63,7 @@ def dlnkmgr() -> str | None:
     return shutil.which("dlnkmgr") or (DLNKMGR if os.access(DLNKMGR, os.X_OK) else None)
 
 
-def resolve(devnode: str, resolver: Resolver) -> Disk:
+def resolve(devnode: str, resolver: PathOpener) -> Disk:
     hdev = devnode.rsplit("/", 1)[-1].rstrip("0123456789")
     tool = dlnkmgr()
     if tool is None:

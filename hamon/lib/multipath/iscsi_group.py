@@ -2,7 +2,7 @@
 
 Each URL is one path. Its LUN is identified by INQUIRY VPD 0x83 through that path.
 
-With ``Resolver.one_path_per_lun`` (the fence agent: ``off`` needs one working path per
+With ``PathOpener.one_path_per_lun`` (the fence agent: ``off`` needs one working path per
 LUN): URLs that name the same target and LUN number are paths of one LUN (RFC 7143: a
 target name is worldwide unique, the LUN number is the target's), so the LUN is
 identified through the first of them only, and through the others only when that one
@@ -29,12 +29,12 @@ from hamon.lib.scsi.errors import ScsiError
 from hamon.lib.transport.base import PathError
 
 if TYPE_CHECKING:
-    from hamon.lib.disk import Resolver
+    from hamon.lib.multipath.opener import PathOpener
     from hamon.lib.transport.base import Transport
     from hamon.lib.transport.iscsi import IscsiUrl
 
 
-def resolve(urls: list[str], resolver: Resolver) -> list[Disk]:
+def resolve(urls: list[str], resolver: PathOpener) -> list[Disk]:
     from hamon.lib.transport.iscsi import parse_iscsi_url
 
     parsed = {}
@@ -78,8 +78,8 @@ def resolve(urls: list[str], resolver: Resolver) -> list[Disk]:
 
 def _one_path_per_lun(urls: list[str], parsed: dict[str, IscsiUrl], paths: dict[str, Path],
                       identify: Callable[[str], str | None],
-                      resolver: Resolver) -> list[Disk]:
-    """The lean resolve (``Resolver.one_path_per_lun``): one login per LUN, see above."""
+                      resolver: PathOpener) -> list[Disk]:
+    """The lean resolve (``PathOpener.one_path_per_lun``): one login per LUN, see above."""
     groups: dict[tuple[str, int], list[str]] = {}
     for url in urls:  # RFC 7143: a target name is worldwide unique, a LUN is per target
         groups.setdefault((parsed[url].target.lower(), parsed[url].lun), []).append(url)
@@ -108,7 +108,7 @@ def _one_path_per_lun(urls: list[str], parsed: dict[str, IscsiUrl], paths: dict[
         disks.append(Disk(members[0], DiskKind.ISCSI, [paths[u] for u in members], wwid))
     return disks
 
-def _verified(resolver: Resolver, url: str, wwid: str, what: str) -> Callable[[], Transport]:
+def _verified(resolver: PathOpener, url: str, wwid: str, what: str) -> Callable[[], Transport]:
     """An opener whose first command is INQUIRY VPD 0x83: a URL that does not lead to
     the LUN its target name and LUN number promise is a failed path, never used."""
 

@@ -7,12 +7,12 @@ from hamon.lib.disk import DeviceError, Disk, DiskKind, Path
 from hamon.lib.multipath import sysfs
 
 if TYPE_CHECKING:
-    from hamon.lib.disk import Resolver
+    from hamon.lib.multipath.opener import PathOpener
 
 FAILED_STATES = {"offline", "blocked", "transport-offline", "cancel", "deleted"}
 
 
-def resolve(devnode: str, resolver: Resolver) -> Disk:
+def resolve(devnode: str, resolver: PathOpener) -> Disk:
     info = sysfs.inspect(devnode)
     if info.dm_uuid is not None:
         if info.dm_uuid.startswith("mpath-"):

@@ -19,7 +19,7 @@ import storage
 
 from hamon.fence_core import Fencer, Settings
 from hamon.lib import reservation as rsv
-from hamon.lib.disk import Resolver
+from hamon.lib.multipath.resolve import Resolver
 
 LIO_IQN = "iqn.2003-01.org.linux-iscsi.hamon:lio"
 URLS = [f"iscsi://127.0.0.{i}:3260/{LIO_IQN}/0" for i in (1, 2)]
