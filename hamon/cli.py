@@ -23,7 +23,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from hamon.lib import cancel, config, failback, recovery
+from hamon.lib import cancel, cluster, config, failback, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.devcheck import check_device
@@ -36,8 +36,6 @@ from hamon.lib.scsi.pr import format_key
 from hamon.lib.transport.base import PathError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-#: Bound for asking the cluster (crm_node, crm_mon, cibadmin) from the command.
-CLUSTER_TIMEOUT = 10.0
 
 
 class CliError(Exception):
@@ -97,15 +95,15 @@ def _journal(args: argparse.Namespace) -> tuple[Journal, list[Record]]:
         raise CliError(f"{j.path}: cannot read the journal: {err.strerror}") from None
 
 
-def _membership(args: argparse.Namespace) -> config.Membership | None:
+def _membership(args: argparse.Namespace) -> cluster.Membership | None:
     """Best effort, for naming key owners: None when the cluster cannot say."""
     try:
-        return config.membership(CLUSTER_TIMEOUT)
-    except config.ClusterUnavailable:
+        return cluster.membership(cluster.TIMEOUT)
+    except cluster.ClusterUnavailable:
         return None
 
 
-def _known_nodes(args: argparse.Namespace, mem: config.Membership | None = None,
+def _known_nodes(args: argparse.Namespace, mem: cluster.Membership | None = None,
                  records: Sequence[Record] = ()) -> list[str]:
     """Node names to name key owners with: --nodes, this node, the cluster's, and every
     node the journal mentions (a dead node is often known only from there)."""
@@ -270,7 +268,7 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 # -- reservation cancel ------------------------------------------------------------------
-def _liveness(args: argparse.Namespace) -> tuple[config.Membership | None, str]:
+def _liveness(args: argparse.Namespace) -> tuple[cluster.Membership | None, str]:
     """Who is alive: the --nodes-online test hook, else the cluster; (None, why) if unknown.
 
     The hook names exactly the live nodes, this one included or not: that is what lets a
@@ -278,10 +276,10 @@ def _liveness(args: argparse.Namespace) -> tuple[config.Membership | None, str]:
     """
     if args.nodes_online is not None:
         names = set(split_operands(args.nodes_online))
-        return config.Membership(dict.fromkeys(names, True), True, "--nodes-online"), ""
+        return cluster.Membership(dict.fromkeys(names, True), True, "--nodes-online"), ""
     try:
-        mem = config.membership(CLUSTER_TIMEOUT)
-    except config.ClusterUnavailable as err:
+        mem = cluster.membership(cluster.TIMEOUT)
+    except cluster.ClusterUnavailable as err:
         return None, f"the cluster cannot be asked who is alive ({err})"
     if mem.quorate is False:
         return mem, ("this partition has no quorum: a node it sees as lost may be alive "
@@ -299,8 +297,8 @@ def _held_here(args: argparse.Namespace, online: set[str]) -> tuple[bool | None,
     if args.nodes_online is not None:
         return me in online, "listed in --nodes-online"
     try:
-        active = config.active_disk_resources(me, CLUSTER_TIMEOUT)
-    except config.ClusterUnavailable as err:
+        active = cluster.active_disk_resources(me, cluster.TIMEOUT)
+    except cluster.ClusterUnavailable as err:
         return None, f"crm_mon cannot say whether a hamon_disk resource runs here ({err})"
     return bool(active), f"hamon_disk {', '.join(active)} active here"
 
@@ -343,7 +341,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             h = cancel.Holder(r.disk.name, res.held, res.key, tuple(st.keys))
             if res.held and explicit is None and not all(
                     keymod.is_hamon_key(k) for k in h.holder_keys):
-                explicit = config.configured_node_keys(CLUSTER_TIMEOUT)  # node_keys
+                explicit = config.configured_node_keys(cluster.TIMEOUT)  # node_keys
             why = cancel.refusal(h, my_key=my_key, live=live, explicit=explicit or {},
                                  describe=recovery.describe_key(res.key, nodes,
                                                                 explicit or {})
@@ -476,7 +474,7 @@ def cmd_monscsiclr(args: argparse.Namespace) -> int:
     try:
         my_key = keymod.resolve_key(args.key, me)
         conf = config.configured_disks(args.disks_file, cib=not args.no_cib,
-                                       timeout=CLUSTER_TIMEOUT)
+                                       timeout=cluster.TIMEOUT)
     except ValueError as err:  # config.ConfigError too
         raise CliError(str(err), EXIT_USAGE) from None
     found = cancel.devices_of_alias(conf.sources, alias)
@@ -507,7 +505,7 @@ def cmd_monscsiclr(args: argparse.Namespace) -> int:
             here.append(_held_here(args, online))
         return here[0]
 
-    explicit = config.configured_node_keys(CLUSTER_TIMEOUT)
+    explicit = config.configured_node_keys(cluster.TIMEOUT)
     overrides = (["--force"] if args.force else []) + (
         [f"--nodes-online {','.join(sorted(online)) or '(none)'}"]
         if args.nodes_online is not None else [])
@@ -592,7 +590,7 @@ def _configured(args: argparse.Namespace) -> tuple[list[tuple[list[str], str, st
         return [([o for d in args.device for o in split_operands(d)], "command line",
                  None)], []
     conf = config.configured_disks(args.disks_file, cib=not args.no_cib,
-                                   timeout=CLUSTER_TIMEOUT)
+                                   timeout=cluster.TIMEOUT)
     groups: list[tuple[list[str], str, str | None]] = []
     seen: set[str] = set()
     for s in conf.sources:

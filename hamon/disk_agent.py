@@ -56,8 +56,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hamon.lib import cluster, messages
 from hamon.lib import keys as keymod
-from hamon.lib import messages
 from hamon.lib import pacemaker as pcmk
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import (
@@ -329,7 +329,7 @@ class DiskAgent:
         if self.detect is None:
             self.detect = lambda: pcmk.detect_termination(s.resource, s.node, env=self.env)
         if self.node_names is None:
-            self.node_names = pcmk.node_names
+            self.node_names = cluster.node_names
         self.state = State(s.state_dir, s.resource)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -687,7 +687,7 @@ class DiskAgent:
         failures = missing + failures_of(disks)
         phase = Phase.TERMINATING if may_hold else Phase.STANDBY
         decision = decide(phase, failures)
-        worker.join(pcmk.CLUSTER_TIMEOUT + 1.0)
+        worker.join(cluster.TIMEOUT + 1.0)
         detection = box.get("d") or Detection(
             TerminationKind.UNKNOWN, "the termination kind was not known in time")
         details = {"action": "stop", "termination_reason": detection.reason,

@@ -20,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re  # fencing.py imports re and subprocess: no cost of ours
 import signal
-import subprocess
 import sys
 
 TYPE_CHECKING = False  # typing itself costs milliseconds at every start; annotations only
@@ -448,7 +446,10 @@ class Agent:
             log.debug("%s", report.summary)
             return {}
         regs = self.fencer.registrants(self.reader())
-        names = dict.fromkeys([*cluster_nodes(options), self.settings.local_node,
+        from hamon.lib import cluster  # only `list` asks corosync
+
+        tool = options.get("--corosync-cmap-path") or "/usr/sbin/corosync-cmapctl"
+        names = dict.fromkeys([*cluster.corosync_nodes(tool), self.settings.local_node,
                                *self.settings.node_keys])
         out: dict[str, tuple[str, str]] = {}
         for name in names:
@@ -476,25 +477,6 @@ class Agent:
     def _warn(warnings: list[str]) -> None:
         for w in warnings:
             log.warning("%s", w)
-
-
-def cluster_nodes(options: dict[str, Any], timeout: float = 5.0) -> list[str]:
-    """Node names from ``corosync-cmapctl nodelist`` (name, else ring0_addr); [] if
-    corosync cannot say within ``timeout``. Bounded: list must not hang on corosync."""
-    tool = options.get("--corosync-cmap-path") or "/usr/sbin/corosync-cmapctl"
-    if not os.access(tool, os.X_OK):
-        return []
-    try:
-        out = subprocess.run([tool, "nodelist"], capture_output=True, text=True,
-                             timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    by_id: dict[str, dict[str, str]] = {}
-    for m in re.finditer(r"^nodelist\.node\.(\d+)\.(name|ring0_addr) \(str\) = (\S+)$",
-                         out.stdout, re.MULTILINE):
-        by_id.setdefault(m[1], {})[m[2]] = m[3]
-    return [v.get("name") or v["ring0_addr"] for _, v in sorted(by_id.items(),
-                                                                key=lambda x: int(x[0]))]
 
 
 def state_path() -> str:

@@ -1,4 +1,4 @@
-"""What the administrator configured and what the cluster says: shared disks, live nodes.
+"""What the administrator configured: the shared disks, from the CIB and a disks file.
 
 ``hamon status`` shows "every configured disk", and ``hamon reservation cancel`` must know
 which nodes are alive. Neither is stored by hamon itself: Pacemaker already holds the
@@ -25,32 +25,22 @@ Why not only the CIB: the CIB cannot be read while Pacemaker is down, which is e
 when a disk failure has just terminated a node; why not only a file: a second list that
 must be kept in step with the CIB goes stale. The union of both is shown, each disk once.
 
-Membership (who is alive) comes from ``crm_node -l`` (every known node with its state;
-``member`` is alive) with ``crm_node -q`` for quorum, falling back to
-``crm_mon -1 --output-as=xml``. A partition without quorum cannot tell a dead node from
-one on the other side of a split, so its answer is not trusted for destructive decisions.
-Whether this node's own reservation is legitimate is a different question (it is alive,
-it is running the command): crm_mon says whether a hamon_disk resource is active here.
+Who is alive is the cluster adapter's question (:mod:`hamon.lib.cluster`).
 """
 from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hamon.lib import cluster
 from hamon.lib import keys as keymod
+from hamon.lib.cluster import TIMEOUT, Runner, first_line
 from hamon.lib.disk import split_operands
 from hamon.lib.regular_file import NotRegularFile, read_regular
 
 DEFAULT_DISKS_FILE = "/etc/hamon/disks"
-CLUSTER_TIMEOUT = 10.0
-
-#: (argv, timeout) -> (exit code, stdout, stderr); replaceable so tests need no cluster.
-Runner = Callable[[list[str], float], tuple[int, str, str]]
 
 #: Which primitive parameters name shared disks, per agent (class, provider, type).
 DISK_PARAMS = {
@@ -61,29 +51,6 @@ DISK_PARAMS = {
 
 class ConfigError(ValueError):
     """A configuration source that cannot be read as it stands (file and line named)."""
-
-
-class ClusterUnavailable(RuntimeError):
-    """The cluster could not be asked; the text says why."""
-
-
-def run(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run a cluster tool with a bound; never raises (127: missing, 124: timed out)."""
-    if not shutil.which(argv[0]):
-        return 127, "", f"{argv[0]}: not installed"
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                           check=False)
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} did not answer within {timeout:g} s"
-    except OSError as err:
-        return 126, "", f"{argv[0]}: {err.strerror}"
-    return p.returncode, p.stdout, p.stderr
-
-
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else ""
 
 
 # -- configured disks ----------------------------------------------------------------------
@@ -214,15 +181,15 @@ def parse_node_keys(xml_text: str) -> dict[int, str]:
     return out
 
 
-def configured_node_keys(timeout: float = CLUSTER_TIMEOUT,
+def configured_node_keys(timeout: float = TIMEOUT,
                          runner: Runner | None = None) -> dict[int, str]:
     """Explicit per-node keys from the CIB; {} when there are none or it cannot be read."""
-    rc, out, _ = (runner or run)(["cibadmin", "-Q", "-o", "resources"], timeout)
+    rc, out, _ = (runner or cluster.run)(["cibadmin", "-Q", "-o", "resources"], timeout)
     return parse_node_keys(out) if rc == 0 else {}
 
 
 def configured_disks(disks_file: str | None = None, *, cib: bool = True,
-                     timeout: float = CLUSTER_TIMEOUT, runner: Runner | None = None
+                     timeout: float = TIMEOUT, runner: Runner | None = None
                      ) -> Configured:
     """Every configured disk source: the CIB's hamon primitives, then the disks file.
 
@@ -230,14 +197,14 @@ def configured_disks(disks_file: str | None = None, *, cib: bool = True,
     A disks file that exists but is wrong *is* an error (ConfigError): silently skipping
     a disk the administrator listed would hide exactly the disk that failed.
     """
-    runner = runner or run
+    runner = runner or cluster.run
     conf = Configured()
     if cib:
         rc, out, err = runner(["cibadmin", "-Q", "-o", "resources"], timeout)
         if rc == 0:
             conf.sources.extend(parse_cib(out))
         else:
-            conf.notes.append(f"CIB not read: {_first_line(err) or f'cibadmin exit {rc}'}")
+            conf.notes.append(f"CIB not read: {first_line(err) or f'cibadmin exit {rc}'}")
     path = disks_file or disks_file_path()
     try:
         text = read_bounded(path)
@@ -252,91 +219,3 @@ def configured_disks(disks_file: str | None = None, *, cib: bool = True,
     return conf
 
 
-# -- membership --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Membership:
-    """Known nodes and whether each is alive, as one source saw it."""
-
-    nodes: dict[str, bool]      # name -> online
-    quorate: bool | None        # None: the source does not say
-    source: str
-
-    def online(self) -> set[str]:
-        return {n for n, up in self.nodes.items() if up}
-
-
-def parse_crm_node_list(text: str) -> dict[str, bool]:
-    """``crm_node -l``: ``<id> <name> <state>`` per line; state ``member`` is alive."""
-    nodes = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[0].isdigit():
-            nodes[parts[1]] = parts[2] == "member"
-        elif len(parts) == 2 and parts[0].isdigit():
-            nodes[parts[1]] = False  # a node with no known state is not known alive
-    return nodes
-
-
-def parse_crm_mon_xml(text: str) -> tuple[dict[str, bool], bool | None]:
-    try:
-        root = ET.fromstring(text)
-    except ET.ParseError as err:
-        raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
-    nodes = {n.get("name", ""): n.get("online") == "true" for n in root.iter("node")
-             if n.get("name") and n.get("type", "member") == "member"}
-    dc = root.find(".//current_dc")
-    quorate = None if dc is None or dc.get("with_quorum") is None else \
-        dc.get("with_quorum") == "true"
-    return nodes, quorate
-
-
-def membership(timeout: float = CLUSTER_TIMEOUT, runner: Runner | None = None
-               ) -> Membership:
-    """Ask the cluster who is alive; ClusterUnavailable (with every reason) if it cannot."""
-    runner = runner or run
-    rc, out, err = runner(["crm_node", "-l"], timeout)
-    reasons = []
-    if rc == 0:
-        nodes = parse_crm_node_list(out)
-        if nodes:
-            _, qout, _ = runner(["crm_node", "-q"], timeout)
-            quorate = {"1": True, "0": False}.get(qout.strip())  # exit code varies by version
-            return Membership(nodes, quorate, "crm_node -l")
-        reasons.append("crm_node -l listed no node")
-    else:
-        reasons.append(_first_line(err) or f"crm_node -l exit {rc}")
-    rc, out, err = runner(["crm_mon", "-1", "--output-as=xml"], timeout)
-    if rc == 0:
-        nodes, quorate = parse_crm_mon_xml(out)
-        if nodes:
-            return Membership(nodes, quorate, "crm_mon")
-        reasons.append("crm_mon listed no node")
-    else:
-        reasons.append(_first_line(err) or f"crm_mon exit {rc}")
-    raise ClusterUnavailable("; ".join(dict.fromkeys(reasons)))
-
-
-def parse_active_resources(xml_text: str, node: str,
-                           agent: str = "ocf:hamon:hamon_disk") -> list[str]:
-    """Resources of ``agent`` that crm_mon shows active on ``node``."""
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as err:
-        raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
-    return [r.get("id", "?") for r in root.iter("resource")
-            if r.get("resource_agent") == agent and r.get("active") == "true"
-            and any(n.get("name") == node for n in r.findall("node"))]
-
-
-def active_disk_resources(node: str, timeout: float = CLUSTER_TIMEOUT,
-                          runner: Runner | None = None) -> list[str]:
-    """The hamon_disk resources active on ``node`` (``crm_mon -1 --output-as=xml``).
-
-    Why: after a failure terminated a node, its own key still holds the reservation when
-    it boots again; that reservation is stale exactly when no hamon_disk resource is
-    active there. ClusterUnavailable when crm_mon cannot say.
-    """
-    rc, out, err = (runner or run)(["crm_mon", "-1", "--output-as=xml"], timeout)
-    if rc != 0:
-        raise ClusterUnavailable(_first_line(err) or f"crm_mon exit {rc}")
-    return parse_active_resources(out, node)

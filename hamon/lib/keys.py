@@ -71,8 +71,8 @@ def legacy_key(node: str) -> int:
 
 def _from_corosync(timeout: float = 5.0) -> str | None:
     """The running cluster's name (cmap), else corosync.conf's; None when neither says."""
-    from hamon.lib import pacemaker  # the one cluster adapter (run: bounded, never raises)
-    rc, out, _ = pacemaker.run(["corosync-cmapctl", "-g", "totem.cluster_name"], timeout)
+    from hamon.lib import cluster  # the one cluster adapter (run: bounded, never raises)
+    rc, out, _ = cluster.run(["corosync-cmapctl", "-g", "totem.cluster_name"], timeout)
     if rc == 0 and "=" in out:
         name = out.split("=", 1)[1].strip()
         if name:

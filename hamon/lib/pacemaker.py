@@ -23,38 +23,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import IntEnum
 
+from hamon.lib import cluster
+from hamon.lib.cluster import TIMEOUT, Runner, read_cib
 from hamon.lib.termination import TerminationKind
 
-#: Bound for every cluster tool call (seconds).
-CLUSTER_TIMEOUT = 5.0
 #: A failure older than this does not make a stop "abnormal" (see detect_termination).
 RECENT_FAILURE = 600.0
 
-#: (argv, timeout) -> (exit code, stdout, stderr); replaceable so tests need no cluster.
-Runner = Callable[[list[str], float], tuple[int, str, str]]
-
-
-def run(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run a cluster tool with a bound; never raises (127 missing, 124 timed out)."""
-    if not shutil.which(argv[0]):
-        return 127, "", f"{argv[0]}: not installed"
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                           check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} did not answer within {timeout:g} s"
-    except OSError as err:
-        return 126, "", f"{argv[0]}: {err.strerror}"
-    return p.returncode, p.stdout, p.stderr
 
 
 # -- exit codes -----------------------------------------------------------------------------
@@ -149,8 +130,8 @@ class Attributes:
     raised: a missing attrd must never fail a start, stop or monitor."""
 
     node: str | None = None
-    timeout: float = CLUSTER_TIMEOUT
-    runner: Runner = run
+    timeout: float = TIMEOUT
+    runner: Runner = cluster.run
     errors: list[str] = field(default_factory=list)
 
     def _node_args(self) -> list[str]:
@@ -499,16 +480,8 @@ def classify(cib_xml: str | None, *, resource: str, node: str,
                                              now=now, cib_error=cib_error))
 
 
-def read_cib(timeout: float = CLUSTER_TIMEOUT, runner: Runner = run) -> tuple[str | None, str]:
-    """The whole CIB (``cibadmin -Q``; ``CIB_file`` is honoured by cibadmin itself)."""
-    rc, out, err = runner(["cibadmin", "-Q"], timeout)
-    if rc != 0:
-        return None, (err.strip().splitlines() or [f"cibadmin exit {rc}"])[0]
-    return out, ""
-
-
 def detect_termination(resource: str, node: str, *, env: Mapping[str, str] | None = None,
-                       timeout: float = CLUSTER_TIMEOUT, runner: Runner = run) -> Detection:
+                       timeout: float = TIMEOUT, runner: Runner = cluster.run) -> Detection:
     """The kind of the stop now underway; one bounded ``cibadmin -Q`` at most."""
     env = os.environ if env is None else env
     if not run_by_pacemaker(env) or (env.get("OCF_RESKEY_CRM_meta_target_role", "")
@@ -518,18 +491,3 @@ def detect_termination(resource: str, node: str, *, env: Mapping[str, str] | Non
     return classify(cib, resource=resource, node=node, env=env, cib_error=err)
 
 
-def node_names(timeout: float = CLUSTER_TIMEOUT, runner: Runner = run) -> list[str]:
-    """Cluster node names (``crm_node -l``), to name the owner of a preempted key."""
-    rc, out, _ = runner(["crm_node", "-l"], timeout)
-    if rc != 0:
-        return []
-    names = []
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            names.append(parts[1])
-    return names
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

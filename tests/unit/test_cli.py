@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hamon import cli
-from hamon.lib import config, failback, messages, recovery
+from hamon.lib import cluster, failback, messages, recovery
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import Disk, DiskKind, Path, split_operands
@@ -87,8 +87,8 @@ def san(monkeypatch, tmp_path) -> San:
     s = San()
     monkeypatch.setattr(cli, "_resolver", lambda args, initiator=None: s.resolver(
         initiator or args.initiator or default_initiator(cli._node(args)), args.timeout))
-    monkeypatch.setattr(config, "membership", no_cluster)
-    monkeypatch.setattr(config, "run", lambda argv, timeout: (127, "", f"{argv[0]}: absent"))
+    monkeypatch.setattr(cluster, "membership", no_cluster)
+    monkeypatch.setattr(cluster, "run", lambda argv, timeout: (127, "", f"{argv[0]}: absent"))
     monkeypatch.setattr(recovery, "kernel_messages", lambda devs, around=None, **kw: {})
     monkeypatch.setenv("HAMON_JOURNAL", str(tmp_path / "journal"))
     monkeypatch.setenv("HAMON_DISKS_FILE", str(tmp_path / "disks"))
@@ -96,8 +96,8 @@ def san(monkeypatch, tmp_path) -> San:
     return s
 
 
-def no_cluster(timeout: float = 0, runner: Any = None) -> config.Membership:
-    raise config.ClusterUnavailable("error: Could not connect to controller")
+def no_cluster(timeout: float = 0, runner: Any = None) -> cluster.Membership:
+    raise cluster.ClusterUnavailable("error: Could not connect to controller")
 
 
 def forbidden(*a: Any, **kw: Any) -> None:
@@ -176,7 +176,7 @@ def test_status_of_configured_disks_cib_and_file(san, tmp_path, capsys, monkeypa
            f'<instance_attributes id="f"><nvpair id="m" name="devices" '
            f'value="{san.urls(1)},{san.urls(2)}"/></instance_attributes></primitive>'
            f'</resources>')
-    monkeypatch.setattr(config, "run", lambda argv, t: (0, cib, ""))
+    monkeypatch.setattr(cluster, "run", lambda argv, t: (0, cib, ""))
     (tmp_path / "disks").write_text(f"{san.url(2, 2)}\n/dev/hamon-nonexistent\n")
     hold(san, "node1", lun=2)
     san.luns[2].fail_port(2)
@@ -410,8 +410,8 @@ def test_cancel_refused_when_a_live_node_holds_it(san, tmp_path, capsys, emitted
 
 def test_cancel_uses_the_cluster_membership(san, capsys, monkeypatch):
     hold(san, "node2")
-    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
-                        config.Membership({"node1": True, "node2": False}, True, "crm_node"))
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership({"node1": True, "node2": False}, True, "crm_node"))
     rc, _, _ = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 0 and state(san)[0] is None
 
@@ -432,8 +432,8 @@ def test_cancel_cluster_unreachable_needs_force(san, tmp_path, capsys, emitted):
 
 def test_cancel_without_quorum_needs_force(san, capsys, monkeypatch):
     hold(san, "node2")
-    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
-                        config.Membership({"node1": True, "node2": False}, False, "crm_node"))
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership({"node1": True, "node2": False}, False, "crm_node"))
     rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 3 and "no quorum" in one_line(err)
 
@@ -441,9 +441,9 @@ def test_cancel_without_quorum_needs_force(san, capsys, monkeypatch):
 def test_cancel_own_reservation_refused_while_a_hamon_disk_runs_here(san, capsys,
                                                                     monkeypatch):
     hold(san, "node1")
-    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
-                        config.Membership({"node1": True, "node2": True}, True, "crm_node"))
-    monkeypatch.setattr(config, "active_disk_resources", lambda node, timeout=0: ["db-disk"])
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership({"node1": True, "node2": True}, True, "crm_node"))
+    monkeypatch.setattr(cluster, "active_disk_resources", lambda node, timeout=0: ["db-disk"])
     rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 3
     assert "node1 (this node: hamon_disk db-disk active here) is a live cluster node" in \
@@ -456,9 +456,9 @@ def test_cancel_own_stale_reservation_after_reboot(san, tmp_path, capsys, monkey
     """node1's OS was terminated holding the disk; booted again, it runs no hamon_disk:
     its own reservation is stale and this is where the administrator cancels it."""
     hold(san, "node1")
-    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
-                        config.Membership({"node1": True, "node2": True}, True, "crm_node"))
-    monkeypatch.setattr(config, "active_disk_resources", lambda node, timeout=0: [])
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership({"node1": True, "node2": True}, True, "crm_node"))
+    monkeypatch.setattr(cluster, "active_disk_resources", lambda node, timeout=0: [])
     rc, out, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 0, err
     assert f"was held by 0x{K1:x} (node1) WE-RO" in out
@@ -468,8 +468,8 @@ def test_cancel_own_stale_reservation_after_reboot(san, tmp_path, capsys, monkey
 
 def test_cancel_own_reservation_when_crm_mon_cannot_say(san, capsys, monkeypatch):
     hold(san, "node1")
-    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
-                        config.Membership({"node1": True}, True, "crm_node"))
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership({"node1": True}, True, "crm_node"))
     rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 3
     assert "held by this node's own key (0x" in one_line(err)
@@ -502,7 +502,7 @@ NODE_KEYS_CIB = ('<resources><primitive id="fence" class="stonith" type="fence_h
 @pytest.mark.parametrize("online,rc", [("node1", 0), ("node1,node2", 3)])
 def test_cancel_explicit_keys_named_by_node_keys(san, capsys, monkeypatch, emitted,
                                                  online, rc):
-    monkeypatch.setattr(config, "run", lambda argv, t: (0, NODE_KEYS_CIB, ""))
+    monkeypatch.setattr(cluster, "run", lambda argv, t: (0, NODE_KEYS_CIB, ""))
     hold(san, "node2", key=0x1002)
     got, out, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online",
                         online)
@@ -630,7 +630,7 @@ def test_monscsiclr_takes_the_devices_of_the_alias_from_the_cib(san, tmp_path, c
            f'<primitive id="other" class="ocf" provider="hamon" type="hamon_disk">'
            f'<instance_attributes id="o"><nvpair id="p" name="dmmp_device" '
            f'value="{san.urls(2)}"/></instance_attributes></primitive></resources>')
-    monkeypatch.setattr(config, "run", lambda argv, t: (0, cib, ""))
+    monkeypatch.setattr(cluster, "run", lambda argv, t: (0, cib, ""))
     hold(san, "node2", lun=1)
     hold(san, "node2", lun=2)
     rc, out, _ = run(capsys, "--node", "node1", "monscsiclr", "svc", "--nodes-online",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from hamon.lib import config
+from hamon.lib import cluster, config
 
 CIB = """<cib><configuration><resources>
   <primitive id="shared-disk" class="ocf" provider="hamon" type="hamon_disk">
@@ -84,9 +84,9 @@ def test_configured_disks_union_and_notes(tmp_path, monkeypatch):
 
 
 def test_run_is_bounded_and_never_raises():
-    assert config.run(["no-such-tool-hamon"], 1)[0] == 127
-    assert config.run(["sleep", "5"], 0.2) == (124, "", "sleep did not answer within 0.2 s")
-    assert config.run(["true"], 5)[0] == 0
+    assert cluster.run(["no-such-tool-hamon"], 1)[0] == 127
+    assert cluster.run(["sleep", "5"], 0.2) == (124, "", "sleep did not answer within 0.2 s")
+    assert cluster.run(["true"], 5)[0] == 0
 
 
 def fake(answers):
@@ -104,29 +104,29 @@ CRM_MON = """<pacemaker-result api-version="2.25" request="crm_mon -1 --output-a
 
 
 def test_membership_from_crm_node():
-    m = config.membership(runner=fake({"crm_node -l": (0, "1 node1 member\n2 node2 lost\n", ""),
+    m = cluster.membership(runner=fake({"crm_node -l": (0, "1 node1 member\n2 node2 lost\n", ""),
                                        "crm_node -q": (0, "1\n", "")}))
     assert m.nodes == {"node1": True, "node2": False} and m.quorate is True
     assert m.online() == {"node1"} and m.source == "crm_node -l"
 
 
 def test_membership_falls_back_to_crm_mon():
-    m = config.membership(runner=fake({
+    m = cluster.membership(runner=fake({
         "crm_node -l": (102, "", "error: Could not connect to controller: Connection refused"),
         "crm_mon -1 --output-as=xml": (0, CRM_MON, "")}))
     assert m.nodes == {"node1": True, "node2": False} and m.quorate is True
 
 
 def test_membership_no_quorum_is_reported():
-    m = config.membership(runner=fake({"crm_node -l": (0, "1 node1 member\n", ""),
+    m = cluster.membership(runner=fake({"crm_node -l": (0, "1 node1 member\n", ""),
                                        "crm_node -q": (1, "0\n", "")}))
     assert m.quorate is False
 
 
 def test_membership_unavailable_says_why():
-    with pytest.raises(config.ClusterUnavailable,
+    with pytest.raises(cluster.ClusterUnavailable,
                        match=r"Could not connect to controller.*crm_mon: not installed"):
-        config.membership(runner=fake({
+        cluster.membership(runner=fake({
             "crm_node -l": (102, "", "error: Could not connect to controller\n"),
             "crm_mon -1 --output-as=xml": (127, "", "crm_mon: not installed")}))
 
@@ -147,11 +147,11 @@ CRM_MON_RESOURCES = """<pacemaker-result><resources>
 
 def test_active_disk_resources():
     run = fake({"crm_mon -1 --output-as=xml": (0, CRM_MON_RESOURCES, "")})
-    assert config.active_disk_resources("node1", runner=run) == ["shared-disk"]
-    assert config.active_disk_resources("node2", runner=run) == ["disk3"]
-    assert config.active_disk_resources("node3", runner=run) == []
-    with pytest.raises(config.ClusterUnavailable, match="Connection refused"):
-        config.active_disk_resources("node1", runner=fake({
+    assert cluster.active_disk_resources("node1", runner=run) == ["shared-disk"]
+    assert cluster.active_disk_resources("node2", runner=run) == ["disk3"]
+    assert cluster.active_disk_resources("node3", runner=run) == []
+    with pytest.raises(cluster.ClusterUnavailable, match="Connection refused"):
+        cluster.active_disk_resources("node1", runner=fake({
             "crm_mon -1 --output-as=xml": (102, "", "crm_mon: Connection refused\n")}))
 
 

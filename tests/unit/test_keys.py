@@ -43,9 +43,9 @@ def test_cluster_name_sources(monkeypatch, tmp_path):
     conf = tmp_path / "corosync.conf"
     conf.write_text("totem {\n    version: 2\n    cluster_name: from-conf\n}\n")
     monkeypatch.setattr(keys, "COROSYNC_CONF", str(conf))
-    monkeypatch.setattr("hamon.lib.pacemaker.run", lambda argv, t: (1, "", "no cmap"))
+    monkeypatch.setattr("hamon.lib.cluster.run", lambda argv, t: (1, "", "no cmap"))
     assert keys._from_corosync() == "from-conf"
-    monkeypatch.setattr("hamon.lib.pacemaker.run", lambda argv, t: (
+    monkeypatch.setattr("hamon.lib.cluster.run", lambda argv, t: (
         0, "totem.cluster_name (str) = from-cmap\n", ""))
     assert keys._from_corosync() == "from-cmap"
     p = keys.parts("node1", "hamon-test")

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from hamon.lib import cluster
 from hamon.lib import pacemaker as pcmk
 from hamon.lib.pacemaker import (
     Attributes,
@@ -171,12 +172,12 @@ def test_detect_with_the_real_cibadmin_on_a_saved_cib(tmp_path, monkeypatch):
     t0 = time.monotonic()
     d = detect_termination("shared-disk", "node1", env=ENV)
     assert d.kind is K.PLANNED, d
-    assert time.monotonic() - t0 < pcmk.CLUSTER_TIMEOUT
+    assert time.monotonic() - t0 < cluster.TIMEOUT
 
 
 def test_the_real_runner_is_bounded_and_never_raises():
-    assert pcmk.run(["hamon-no-such-tool"], 1)[0] == 127
-    rc, _, err = pcmk.run(["sleep", "5"], 0.2)
+    assert cluster.run(["hamon-no-such-tool"], 1)[0] == 127
+    rc, _, err = cluster.run(["sleep", "5"], 0.2)
     assert rc == 124 and "0.2 s" in err
 
 

@@ -19,7 +19,7 @@ import pytest
 from hamon import cli, fence, fence_check
 from hamon.disk_agent import ConfigError, parse_settings
 from hamon.fence_core import Settings
-from hamon.lib import config, messages
+from hamon.lib import cluster, messages
 from hamon.lib import reservation as rsv
 from hamon.lib.identity import check_iscsi_name
 from tests.unit import test_cli as tc
@@ -177,8 +177,8 @@ def test_cancel_never_names_this_node_as_a_live_node_whose_key_was_cleared(
 def test_cancel_with_the_cluster_membership_is_not_forced(san, tmp_path, capsys,
                                                          monkeypatch):
     hold(san, "node2")
-    monkeypatch.setattr(config, "membership", lambda timeout=0, runner=None:
-                        config.Membership({"node1": True, "node2": False}, True, "crm_node"))
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership({"node1": True, "node2": False}, True, "crm_node"))
     rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 0, err
     (e,) = journal(tmp_path).entries("cancel")

@@ -1,0 +1,179 @@
+"""The one cluster adapter: every question hamon asks Pacemaker or corosync, bounded.
+
+``run`` is the only way hamon starts a cluster tool (crm_node, crm_mon, cibadmin,
+corosync-cmapctl, attrd_updater): always with a time bound, never raising, so a hung CIB
+manager can neither hang an agent action (a stop that hangs is a stop that times out, and
+a stop timeout is a fence) nor the administrator's command at 3 a.m. ``TIMEOUT`` is the
+one bound, for agents and the command alike: a cluster that has not answered in five
+seconds will not answer usefully in ten.
+
+Membership (who is alive) comes from ``crm_node -l`` (every known node with its state;
+``member`` is alive) with ``crm_node -q`` for quorum, falling back to
+``crm_mon -1 --output-as=xml``. A partition without quorum cannot tell a dead node from
+one on the other side of a split, so its answer is not trusted for destructive decisions.
+Whether this node's own reservation is legitimate is a different question (it is alive,
+it is running the command): crm_mon says whether a hamon_disk resource is active here.
+The node names come from the same ``crm_node -l`` parser, or from corosync's nodelist
+where Pacemaker may not run (the fence agent's ``list``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Bound for every cluster tool call (seconds).
+TIMEOUT = 5.0
+
+#: (argv, timeout) -> (exit code, stdout, stderr); replaceable so tests need no cluster.
+Runner = Callable[[list[str], float], tuple[int, str, str]]
+
+
+class ClusterUnavailable(RuntimeError):
+    """The cluster could not be asked; the text says why."""
+
+
+def run(argv: list[str], timeout: float = TIMEOUT) -> tuple[int, str, str]:
+    """Run a cluster tool with a bound; never raises (127 missing, 124 timed out)."""
+    if not shutil.which(argv[0]):
+        return 127, "", f"{argv[0]}: not installed"
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"{argv[0]} did not answer within {timeout:g} s"
+    except OSError as err:
+        return 126, "", f"{argv[0]}: {err.strerror}"
+    return p.returncode, p.stdout, p.stderr
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a tool's output (its error, usually)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+# -- membership --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Membership:
+    """Known nodes and whether each is alive, as one source saw it."""
+
+    nodes: dict[str, bool]      # name -> online
+    quorate: bool | None        # None: the source does not say
+    source: str
+
+    def online(self) -> set[str]:
+        return {n for n, up in self.nodes.items() if up}
+
+
+def parse_crm_node_list(text: str) -> dict[str, bool]:
+    """``crm_node -l``: ``<id> <name> <state>`` per line; state ``member`` is alive."""
+    nodes = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].isdigit():
+            nodes[parts[1]] = parts[2] == "member"
+        elif len(parts) == 2 and parts[0].isdigit():
+            nodes[parts[1]] = False  # a node with no known state is not known alive
+    return nodes
+
+
+def parse_crm_mon_xml(text: str) -> tuple[dict[str, bool], bool | None]:
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as err:
+        raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
+    nodes = {n.get("name", ""): n.get("online") == "true" for n in root.iter("node")
+             if n.get("name") and n.get("type", "member") == "member"}
+    dc = root.find(".//current_dc")
+    quorate = None if dc is None or dc.get("with_quorum") is None else \
+        dc.get("with_quorum") == "true"
+    return nodes, quorate
+
+
+def membership(timeout: float = TIMEOUT, runner: Runner | None = None
+               ) -> Membership:
+    """Ask the cluster who is alive; ClusterUnavailable (with every reason) if it cannot."""
+    runner = runner or run
+    rc, out, err = runner(["crm_node", "-l"], timeout)
+    reasons = []
+    if rc == 0:
+        nodes = parse_crm_node_list(out)
+        if nodes:
+            _, qout, _ = runner(["crm_node", "-q"], timeout)
+            quorate = {"1": True, "0": False}.get(qout.strip())  # exit code varies by version
+            return Membership(nodes, quorate, "crm_node -l")
+        reasons.append("crm_node -l listed no node")
+    else:
+        reasons.append(first_line(err) or f"crm_node -l exit {rc}")
+    rc, out, err = runner(["crm_mon", "-1", "--output-as=xml"], timeout)
+    if rc == 0:
+        nodes, quorate = parse_crm_mon_xml(out)
+        if nodes:
+            return Membership(nodes, quorate, "crm_mon")
+        reasons.append("crm_mon listed no node")
+    else:
+        reasons.append(first_line(err) or f"crm_mon exit {rc}")
+    raise ClusterUnavailable("; ".join(dict.fromkeys(reasons)))
+
+
+def parse_active_resources(xml_text: str, node: str,
+                           agent: str = "ocf:hamon:hamon_disk") -> list[str]:
+    """Resources of ``agent`` that crm_mon shows active on ``node``."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as err:
+        raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
+    return [r.get("id", "?") for r in root.iter("resource")
+            if r.get("resource_agent") == agent and r.get("active") == "true"
+            and any(n.get("name") == node for n in r.findall("node"))]
+
+
+def active_disk_resources(node: str, timeout: float = TIMEOUT,
+                          runner: Runner | None = None) -> list[str]:
+    """The hamon_disk resources active on ``node`` (``crm_mon -1 --output-as=xml``).
+
+    Why: after a failure terminated a node, its own key still holds the reservation when
+    it boots again; that reservation is stale exactly when no hamon_disk resource is
+    active there. ClusterUnavailable when crm_mon cannot say.
+    """
+    rc, out, err = (runner or run)(["crm_mon", "-1", "--output-as=xml"], timeout)
+    if rc != 0:
+        raise ClusterUnavailable(first_line(err) or f"crm_mon exit {rc}")
+    return parse_active_resources(out, node)
+
+
+def read_cib(timeout: float = TIMEOUT, runner: Runner = run) -> tuple[str | None, str]:
+    """The whole CIB (``cibadmin -Q``; ``CIB_file`` is honoured by cibadmin itself)."""
+    rc, out, err = runner(["cibadmin", "-Q"], timeout)
+    if rc != 0:
+        return None, (err.strip().splitlines() or [f"cibadmin exit {rc}"])[0]
+    return out, ""
+
+
+def node_names(timeout: float = TIMEOUT, runner: Runner = run) -> list[str]:
+    """Cluster node names (``crm_node -l``), to name the owner of a key; [] if unknown."""
+    rc, out, _ = runner(["crm_node", "-l"], timeout)
+    return list(parse_crm_node_list(out)) if rc == 0 else []
+
+
+def corosync_nodes(tool: str = "/usr/sbin/corosync-cmapctl", timeout: float = TIMEOUT,
+                   runner: Runner = run) -> list[str]:
+    """Node names from ``corosync-cmapctl nodelist`` (name, else ring0_addr), in node-id
+    order; [] if corosync cannot say. For the fence agent's ``list``, which must work
+    where Pacemaker's tools cannot answer (fenced asks before the cluster is up)."""
+    if not os.access(tool, os.X_OK):
+        return []
+    rc, out, _ = runner([tool, "nodelist"], timeout)
+    if rc != 0:
+        return []
+    by_id: dict[str, dict[str, str]] = {}
+    for m in re.finditer(r"^nodelist\.node\.(\d+)\.(name|ring0_addr) \(str\) = (\S+)$",
+                         out, re.MULTILINE):
+        by_id.setdefault(m[1], {})[m[2]] = m[3]
+    return [v.get("name") or v["ring0_addr"]
+            for _, v in sorted(by_id.items(), key=lambda x: int(x[0]))]
