@@ -30,17 +30,14 @@ Who is alive is the cluster adapter's question (:mod:`hamon.lib.cluster`).
 from __future__ import annotations
 
 import errno
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from hamon.lib import cluster
+from hamon.lib import cluster, defaults
 from hamon.lib import keys as keymod
 from hamon.lib.cluster import TIMEOUT, Runner, first_line
 from hamon.lib.disk import split_operands
 from hamon.lib.regular_file import NotRegularFile, read_regular
-
-DEFAULT_DISKS_FILE = "/etc/hamon/disks"
 
 #: Which primitive parameters name shared disks, per agent (class, provider, type).
 DISK_PARAMS = {
@@ -99,7 +96,7 @@ def read_bounded(path: str, limit: int = MAX_DISKS_FILE) -> str:
 
 
 def disks_file_path() -> str:
-    return os.environ.get("HAMON_DISKS_FILE") or DEFAULT_DISKS_FILE
+    return defaults.DISKS_FILE.get()
 
 
 def parse_disks_file(text: str, origin: str) -> list[DiskSource]:

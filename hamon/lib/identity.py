@@ -12,6 +12,8 @@ import re
 import shutil
 import subprocess
 
+from hamon.lib import defaults
+
 INITIATOR_PREFIX = "iqn.2026-11.org.hamon"
 _IQN_UNSAFE = re.compile(r"[^a-z0-9.\-:]")
 
@@ -51,7 +53,7 @@ def check_iscsi_name(name: str, what: str = "iscsi_initiator") -> str:
 def local_node_name(timeout: float = 5.0) -> str:
     """Pacemaker's name for this node; the kernel's host name when Pacemaker cannot say."""
     on_node = "OCF_RESKEY_CRM_meta_on_node"  # Pacemaker's spelling, lower case and all
-    env = os.environ.get(on_node) or os.environ.get("HAMON_NODE")
+    env = os.environ.get(on_node) or defaults.NODE.get()
     if env:
         return env
     if shutil.which("crm_node"):

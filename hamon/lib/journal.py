@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hamon.lib import defaults
 from hamon.lib.regular_file import NotRegularFile, open_regular, read_regular
 
-DEFAULT_PATH = "/var/lib/hamon/journal"
+DEFAULT_PATH = defaults.JOURNAL.default
 #: The most a journal read takes in (bytes). Years of entries are a few MB; more than
 #: this is not a journal (or ``/dev/zero``), and reading it would exhaust memory.
 MAX_READ = 64 * 1024 * 1024
@@ -39,7 +40,7 @@ class JournalError(NotRegularFile):
 
 
 def default_path() -> str:
-    return os.environ.get("HAMON_JOURNAL") or DEFAULT_PATH
+    return defaults.JOURNAL.get()
 
 
 @dataclass(frozen=True)

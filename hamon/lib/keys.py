@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 
+from hamon.lib import defaults
+
 LEGACY_PREFIX = 0x686D  # "hm": the old keys' first two bytes
 PREFIX = LEGACY_PREFIX  # kept for callers that spell the old name
-CLUSTER_ENV = "HAMON_CLUSTER_NAME"
+CLUSTER_ENV = defaults.CLUSTER_NAME.name
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 _HEX = re.compile(r"^(0x)?[0-9a-f]{1,16}$", re.IGNORECASE)
 _CONF_NAME = re.compile(r"^\s*cluster_name\s*:\s*(\S+)\s*$", re.MULTILINE)
@@ -95,9 +96,8 @@ def cluster_name(explicit: str | None = None) -> str | None:
     corosync.conf; asked once per process), or None when nothing names one."""
     if explicit:
         return explicit
-    env = os.environ.get(CLUSTER_ENV)
-    if env is not None:
-        return env or None
+    if defaults.CLUSTER_NAME.is_set():
+        return defaults.CLUSTER_NAME.get() or None
     return _cached_corosync_name()
 
 
