@@ -1,0 +1,1 @@
+"""The agents Pacemaker runs: one package per agent, on the library in hamon.lib."""
