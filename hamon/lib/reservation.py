@@ -56,6 +56,9 @@ _NO_PREEMPT_ABORT_LOCK = threading.Lock()
 #: STATUS. Process-wide, like _NO_PREEMPT_ABORT: an agent process is one action.
 _NEW_SESSION_UNREGISTERED: set[str] = set()
 _NO_FULL_STATUS: set[str] = set()
+#: (LUN or target, key): the guard's count found ``key`` legitimately registered there
+#: in this process (:func:`guarded_preempt`), i.e. past the arbiter of a fence.
+_KEY_SEEN: set[tuple[str, int]] = set()
 
 
 def _target_of(t: Transport) -> str | None:
@@ -434,6 +437,22 @@ class OwnKeyMissing(ReservationConflict):
         super().__init__(0x18, None, text)
 
 
+@dataclass(frozen=True)
+class Preempted:
+    """What :func:`guarded_preempt` did on one LUN.
+
+    ``kept``: the reservation as READ RESERVATION gave it just before the PREEMPT, when
+    that PREEMPT cannot have changed it (held, not an all-registrants type, by a key that
+    is not the victim's: SPC-4 5.14.11.2.4 leaves such a reservation alone), and
+    ``generation`` the PRgeneration the LUN shows after our own PR OUT commands if no
+    other registration changed meanwhile. :func:`fence` then reads only the keys back."""
+
+    detail: str
+    how: str                               # "preempt-and-abort", "preempt", "absent"
+    kept: prm.Reservation | None = None
+    generation: int | None = None
+
+
 def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType) -> Outcome:
     """Remove ``victim`` from each disk, acting only while our ``key`` is there; make
     sure a reservation restricts writes; read the LUN back (value: (how, LunStatus)).
@@ -445,38 +464,57 @@ def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType) -> O
 
     def fn(d: Disk, p: Path) -> tuple[str, Any]:
         t = p.transport()
-        detail, how = guarded_preempt(t, d, key, victim, rtype)
-        st = read_back(t, d)
+        pre = guarded_preempt(t, d, key, victim, rtype)
+        st = _read_back_after(t, d, pre)
         if not st.reservation.held:
             with contextlib.suppress(ReservationConflict):  # somebody was faster: fine
                 command.pr_out(t, Out.RESERVE, key, 0, rtype)
             st = read_back(t, d)
-        return detail, (how, st)
+        return pre.detail, (pre.how, st)
 
     return _single("fence", disks, fn)
 
 
+def _read_back_after(t: Transport, d: Disk, pre: Preempted) -> LunStatus:
+    """The read-back after a guarded preempt. The keys are always read (the victim's key
+    must be seen gone). Where the target lacks READ FULL STATUS and the reservation was
+    read just before a PREEMPT that leaves it alone (``pre.kept``), it is not read again
+    when the keys show the PRgeneration our own commands account for, i.e. nobody
+    registered, unregistered, preempted or cleared meanwhile (which every change of the
+    holder but a RELEASE by the holder itself needs), and the holder's key is listed.
+    Any other generation: READ RESERVATION, as always."""
+    if pre.kept is None or pre.generation is None or not _known(_NO_FULL_STATUS, t, d):
+        return read_back(t, d)
+    keys = command.read_keys(t)
+    if keys.generation == pre.generation and pre.kept.key in keys.keys:
+        held = prm.Reservation(keys.generation, pre.kept.key, pre.kept.type)
+        return LunStatus(keys.keys, keys.generation, held, reservation_read_before=True)
+    return LunStatus(keys.keys, keys.generation, command.read_reservation(t))
+
+
 def guarded_preempt(t: Transport, d: Disk, key: int, victim: int,
-                    rtype: ReservationType) -> tuple[str, str]:
+                    rtype: ReservationType) -> Preempted:
     """Remove ``victim`` from one LUN through ``t``, acting only while ``key`` is there.
 
     The PREEMPT must come from a registered I_T nexus. On an SPC-4 target with a stable
     ISID the nexus that ``on`` registered is this one, and PREEMPT goes straight through.
     tgt binds a registration to the *session* instead, so a new process is a new,
     unregistered registrant: its PREEMPT gets RESERVATION CONFLICT although our key is
-    listed (fence-agents#517/#558 met the same with ISID changes). Registering first,
-    blindly, would be unsafe: a node whose key was just removed would register itself
-    again and could then fence the winner. So the registration is guarded:
+    listed (fence-agents#517/#558 met the same with ISID changes). So this nexus is
+    registered, guarded by counting:
 
     1. READ KEYS: our key must be listed (else we are fenced: stop).
     2. PREEMPT; success ends it. RESERVATION CONFLICT: this nexus is not registered.
     3. REGISTER AND IGNORE EXISTING KEY through this nexus, then READ KEYS again. A
        PREEMPT of our key removes *every* entry with it at once, so at least two entries
-       (the old ones and ours) prove nobody removed our key between step 1 and now, i.e.
-       we were legitimately registered when we registered this nexus. Only our own entry
-       means our key was removed meanwhile: we undo our registration and stop.
-    4. PREEMPT again. The target checks atomically that this nexus is still registered;
-       if the other node removed us in between, this is RESERVATION CONFLICT: stop.
+       (the others and ours) prove nobody removed our key before this READ KEYS: we
+       were legitimately registered when we registered this nexus, and stay so up to
+       here. Only our own entry means our key was removed (or never there): we undo our
+       registration and stop. This count, not step 1, is what keeps a node that was
+       fenced meanwhile from preempting the winner.
+    4. READ RESERVATION (did the victim hold it?), then PREEMPT again. The target checks
+       atomically that this nexus is still registered; if the other node removed us in
+       between, this is RESERVATION CONFLICT: stop.
     5. The registration made in 3 is removed again (REGISTER with key 0 from this nexus)
        unless this nexus became the reservation holder in 4 (the victim held it; its
        removal would release the reservation). Without this every fence on tgt left one
@@ -487,52 +525,95 @@ def guarded_preempt(t: Transport, d: Disk, key: int, victim: int,
        of live sessions that write, are never touched.
 
     Where another LUN of the same target already showed that a new session is not the
-    registered nexus (tgt), step 2's PREEMPT would only be refused again: it is left out
-    when step 1 listed our key at least twice (c1 >= 2), and step 3 then tells by
-    counting whether the guess was right. c2 >= 2 after the REGISTER proves, as above,
-    that nobody removed our key (a PREEMPT of it removes every entry, the guessed nexus
-    included, leaving at most the one the REGISTER made); c2 == c1 + 1 shows that the
-    REGISTER added this nexus (the guess was right, step 5 removes it again); any other
-    count leaves it registered (the guess was wrong: this nexus was registered already,
-    and removing it would remove a live registration). With c1 == 1 the two cases could
-    not be told apart, so step 2 is sent as before. A wrong guess costs two commands.
+    registered nexus (tgt), and step 3's count there found our key registered (so this
+    process got past the arbiter of its fence), steps 1 and 2 would only repeat what is
+    known: the nexus is
+    registered with a plain REGISTER (reservation key 0), which SPC-4 (and tgt) performs
+    only from an *unregistered* nexus and answers RESERVATION CONFLICT from a registered
+    one. GOOD: this nexus was unregistered and the registration is ours to remove in 5;
+    step 3's count then guards exactly as above (step 1 was never what made it safe:
+    our key can vanish between 1 and 3 all the same). RESERVATION CONFLICT: the guess
+    was wrong, nothing changed, and steps 1-5 follow. A wrong guess costs one command.
+    The difference a fenced node would see: it registers this nexus for the moment
+    until its count says "fenced" and it undoes it, as the loser of a race already
+    could between steps 1 and 3 (the fencer's verification removes such a key again).
+    Under the arbiter rule (fence_core) a fenced node stops at the arbiter, where its
+    key was never seen by a count, so nothing is guessed and nothing is registered.
     """
+    if _known(_NEW_SESSION_UNREGISTERED, t, d) and _key_seen(t, d, key):
+        try:
+            command.pr_out(t, Out.REGISTER, 0, key)
+        except ReservationConflict:
+            pass  # this nexus is registered already: the guess was wrong, ask below
+        else:
+            return _preempt_registered(t, d, key, victim, rtype)
     before = command.read_keys(t).keys
     if key not in before:
         raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} is not registered")
     if victim not in before:
-        return f"{prm.format_key(victim)} not registered", "absent"
-    guessed = before.count(key) >= 2 and _known(_NEW_SESSION_UNREGISTERED, t, d)
-    if not guessed:
-        try:
-            return preempt_through(t, d, key, victim, rtype)
-        except ReservationConflict:
-            _learn(_NEW_SESSION_UNREGISTERED, t, d)
+        return Preempted(f"{prm.format_key(victim)} not registered", "absent")
+    try:
+        return Preempted(*preempt_through(t, d, key, victim, rtype))
+    except ReservationConflict:
+        _learn(_NEW_SESSION_UNREGISTERED, t, d)
     command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, key)
-    keys = command.read_keys(t).keys
-    added = not guessed or keys.count(key) == before.count(key) + 1
-    if keys.count(key) < 2:
+    return _preempt_registered(t, d, key, victim, rtype)
+
+
+def _key_seen(t: Transport, d: Disk, key: int) -> bool:
+    target = _target_of(t)
+    return (_lun_key(d), key) in _KEY_SEEN or (target is not None
+                                              and (target, key) in _KEY_SEEN)
+
+
+def _see_key(t: Transport, d: Disk, key: int) -> None:
+    target = _target_of(t)
+    with _NO_PREEMPT_ABORT_LOCK:
+        _KEY_SEEN.add((_lun_key(d), key))
+        if target is not None:
+            _KEY_SEEN.add((target, key))
+
+
+def _fenced_meanwhile(d: Disk, key: int) -> OwnKeyMissing:
+    return OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed while "
+                         "this node was fencing")
+
+
+def _preempt_registered(t: Transport, d: Disk, key: int, victim: int,
+                        rtype: ReservationType) -> Preempted:
+    """Steps 3 (the count) to 5 of :func:`guarded_preempt`, once this nexus was
+    registered by us."""
+    keys = command.read_keys(t)
+    if keys.keys.count(key) < 2:
         with contextlib.suppress(ScsiError):  # undo: we were removed before registering
             command.pr_out(t, Out.REGISTER, key, 0)
         raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed while "
-                            "this node was fencing")
-    if victim not in keys:
+                            "this node was fencing (or was never registered here)")
+    _see_key(t, d, key)
+    kept: prm.Reservation | None = None
+    if victim not in keys.keys:
         outcome = (f"{prm.format_key(victim)} not registered", "absent")
-        victim_held = False
+        victim_held, generation = False, keys.generation
     else:
-        victim_held = command.read_reservation(t).key == victim
+        held = command.read_reservation(t)
+        victim_held = held.key == victim
+        if held.held and held.type is not None and not held.type.all_registrants \
+                and held.key is not None and not victim_held:
+            kept = held
         try:
             outcome = preempt_through(t, d, key, victim, rtype)
         except ReservationConflict:
-            raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed "
-                                "while this node was fencing") from None
-    if not victim_held and added:
+            raise _fenced_meanwhile(d, key) from None
+        generation = held.generation + 1
+    if not victim_held:
         try:
             command.pr_out(t, Out.REGISTER, key, 0)
         except ReservationConflict:
-            raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} was removed "
-                                "while this node was fencing") from None
-    return outcome
+            raise _fenced_meanwhile(d, key) from None
+        generation += 1
+    if kept is None:
+        return Preempted(*outcome)
+    return Preempted(*outcome, kept=kept, generation=generation & 0xFFFFFFFF)
 
 
 def read_back(t: Transport, d: Disk) -> LunStatus:
@@ -597,6 +678,9 @@ class LunStatus:
     generation: int
     reservation: prm.Reservation
     full: prm.FullStatus | None = None
+    #: The reservation was read just before the PREEMPT that could not change it, and
+    #: the keys read afterwards show no other registration change (see fence).
+    reservation_read_before: bool = False
 
 
 def read_status(disks: list[Disk], *, full: bool = False) -> Outcome:

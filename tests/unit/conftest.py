@@ -25,3 +25,14 @@ def forget_fallbacks() -> Iterator[None]:
     rsv._NO_PREEMPT_ABORT.clear()
     yield
     rsv._NO_PREEMPT_ABORT.clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_target_memory() -> Iterator[None]:
+    """What targets taught (hamon.lib.reservation: refused commands, session-bound
+    registrations, keys the guard saw) is per process, as an agent run is one action;
+    in the test process it must not pass from one test's targets to the next."""
+    for memory in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED,
+                   rsv._NO_FULL_STATUS, rsv._KEY_SEEN):
+        memory.clear()
+    yield

@@ -51,10 +51,12 @@ class NamedArray(SimArray):
 
 @pytest.fixture(autouse=True)
 def forget():
-    for m in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED, rsv._NO_FULL_STATUS):
+    for m in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED, rsv._NO_FULL_STATUS,
+              rsv._KEY_SEEN):
         m.clear()
     yield
-    for m in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED, rsv._NO_FULL_STATUS):
+    for m in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED, rsv._NO_FULL_STATUS,
+              rsv._KEY_SEEN):
         m.clear()
 
 
@@ -107,15 +109,73 @@ def test_a_wrong_nexus_guess_on_an_spc4_target_costs_commands_not_a_registration
     before = arr.count(N1.key)
     assert all(c == 2 for c in before.values())
     rsv._NEW_SESSION_UNREGISTERED.add(f"target:iscsi:{TARGET}")
+    rsv._KEY_SEEN.add((f"target:iscsi:{TARGET}", N1.key))
     for lun in arr.luns.values():
         lun.commands.clear()
     _fence(arr)
     assert all(N2.key not in k for k in arr.keys().values()), arr.keys()
     assert arr.count(N1.key) == before  # nothing of ours removed
-    # the guess cost a REGISTER per LUN (and a READ KEYS), and no unregistering
+    # the guess cost one plain REGISTER per LUN, refused (the nexus is registered), and
+    # no REGISTER AND IGNORE EXISTING KEY, no unregistering
+    assert arr.sent("node1", PR_OUT, Out.REGISTER) == {i: 1 for i in arr.luns}
     assert arr.sent("node1", PR_OUT, Out.REGISTER_AND_IGNORE_EXISTING_KEY) == {
-        i: 1 for i in arr.luns}
-    assert arr.sent("node1", PR_OUT, Out.REGISTER) == {i: 0 for i in arr.luns}
+        i: 0 for i in arr.luns}
+
+
+def _pr_sequence(arr: NamedArray, node: str, lun: int) -> list[str]:
+    from hamon.lib.identity import default_initiator
+    ini = default_initiator(node)
+    names = {PR_OUT: Out, PR_IN: In}
+    return [names[c[0]](c[1] & 0x1F).name for (nx, c) in arr.luns[lun].commands
+            if c[0] in names and nx[0].split("/s")[0] == ini]
+
+
+def test_tgt_after_the_arbiter_a_lun_costs_six_pr_commands():
+    """Issue 14's count on tgt (node1 holds the reservation, as after its unfence): past
+    the arbiter no READ KEYS before the guard's REGISTER, no second READ RESERVATION
+    (the PREEMPT of a non-holder leaves the one read before it, and the keys' generation
+    shows nobody else changed a registration)."""
+    arr = NamedArray(n=3, profile="tgt")
+    unfence(arr, "node1", "node2")
+    for lun in arr.luns.values():
+        lun.commands.clear()
+    _fence(arr)
+    assert all(N2.key not in k and N1.key in k for k in arr.keys().values()), arr.keys()
+    arbiter = min(arr.luns, key=lambda i: arr.luns[i].wwid)
+    for i in arr.luns:
+        if i == arbiter:
+            continue
+        # the first REGISTER meets the new session's unit attention and is sent again
+        assert _pr_sequence(arr, "node1", i) == [
+            "REGISTER", "REGISTER", "READ_KEYS", "READ_RESERVATION", "PREEMPT", "REGISTER",
+            "READ_KEYS"], i
+    assert all(lun.registrations.get(lun.holder) == N1.key for lun in arr.luns.values())
+
+
+def test_tgt_a_registration_change_meanwhile_reads_the_reservation_again():
+    """Another registration change between the READ RESERVATION and the read-back (a
+    third node registers): the generation does not add up, so the reservation is read
+    again rather than taken from before the PREEMPT."""
+    arr = NamedArray(n=3, profile="tgt")
+    unfence(arr, "node1", "node2")
+    arbiter = min(arr.luns, key=lambda i: arr.luns[i].wwid)
+    other = next(i for i in arr.luns if i != arbiter)
+    done: list[int] = []
+
+    def before(t, cdb, data_out):
+        if (not done and t.lun is arr.luns[other] and cdb[0] == PR_OUT
+                and cdb[1] & 0x1F == Out.PREEMPT):
+            done.append(1)
+            w = arr.writer("node3", other)
+            w.close()
+
+    arr.before = before
+    for lun in arr.luns.values():
+        lun.commands.clear()
+    _fence(arr)
+    assert done
+    assert _pr_sequence(arr, "node1", other)[-2:] == ["READ_KEYS", "READ_RESERVATION"]
+    assert all(N2.key not in k and N1.key in k for k in arr.keys().values()), arr.keys()
 
 
 def test_a_wrong_preempt_and_abort_guess_still_removes_the_victim():
