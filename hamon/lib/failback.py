@@ -31,7 +31,7 @@ _PATH_ID = re.compile(r"PathID (\w+)")
 
 
 class PathView(Protocol):
-    """What failback needs to know of a path (``hamon.lib.recovery.PathNow`` fits)."""
+    """What failback needs to know of a path (``hamon.lib.recovery.observed.PathNow`` fits)."""
 
     name: str
     os_state: str | None

@@ -40,7 +40,7 @@ def test_staged_install_layout_and_uninstall(tmp_path: Path):
     assert "usr/sbin/monscsiclr" in got and "usr/share/man/man8/monscsiclr.8" in got
     assert "usr/share/man/man8/hamon.8" in got
     assert "usr/lib/hamon/hamon/cli.py" in got
-    assert "usr/lib/hamon/hamon/lib/recovery.py" in got
+    assert "usr/lib/hamon/hamon/lib/recovery/plan.py" in got
     assert (d / "usr/lib/python3/dist-packages/hamon.pth").read_text() == "/usr/lib/hamon\n"
     # both agents, where Pacemaker looks
     assert "usr/sbin/fence_hamon_scsi" in got

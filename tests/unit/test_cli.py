@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from hamon import cli
-from hamon.lib import cluster, failback, messages, recovery
+from hamon.lib import cluster, failback, messages
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import Disk, DiskKind, Path, split_operands
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
 from hamon.lib.multipath.resolve import Resolver
+from hamon.lib.recovery import kernel_log
 from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from hamon.lib.transport.iscsi import parse_iscsi_url
@@ -89,7 +90,7 @@ def san(monkeypatch, tmp_path) -> San:
         initiator or args.initiator or default_initiator(cli._node(args)), args.timeout))
     monkeypatch.setattr(cluster, "membership", no_cluster)
     monkeypatch.setattr(cluster, "run", lambda argv, timeout: (127, "", f"{argv[0]}: absent"))
-    monkeypatch.setattr(recovery, "kernel_messages", lambda devs, around=None, **kw: {})
+    monkeypatch.setattr(kernel_log, "kernel_messages", lambda devs, around=None, **kw: {})
     monkeypatch.setenv("HAMON_JOURNAL", str(tmp_path / "journal"))
     monkeypatch.setenv("HAMON_DISKS_FILE", str(tmp_path / "disks"))
     monkeypatch.setattr(failback.subprocess, "run", forbidden)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 
 from hamon.lib import failback
-from hamon.lib.recovery import PathNow
+from hamon.lib.recovery.observed import PathNow
 
 
 def cp(rc: int, out: str = "", err: str = "") -> subprocess.CompletedProcess[str]:
