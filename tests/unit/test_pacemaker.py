@@ -7,10 +7,10 @@ import time
 import pytest
 
 from hamon.lib import cluster
-from hamon.lib import pacemaker as pcmk
-from hamon.lib.pacemaker import (
-    Attributes,
-    ExitStatus,
+from hamon.lib.pacemaker import attributes, ocf_call
+from hamon.lib.pacemaker.attributes import Attributes
+from hamon.lib.pacemaker.ocf_call import ExitStatus
+from hamon.lib.pacemaker.termination_kind import (
     Peer,
     StopFacts,
     classify,
@@ -140,7 +140,7 @@ def test_precedence_disable_beats_an_old_failure_and_move_beats_standby():
 
 
 def test_clone_instance_names_are_looked_up_by_resource_id():
-    assert pcmk.resource_id("shared-disk:1") == "shared-disk"
+    assert ocf_call.resource_id("shared-disk:1") == "shared-disk"
     ban = ('<rsc_location id="cli-ban-shared-disk-on-node1" rsc="shared-disk" '
            'node="node1" score="-INFINITY"/>')
     assert kind(cib(constraints=ban), rsc="shared-disk:0") is K.PLANNED
@@ -183,7 +183,7 @@ def test_the_real_runner_is_bounded_and_never_raises():
 
 # -- attributes, exit codes -------------------------------------------------------------------
 def test_path_attribute_names_are_short_unique_and_visible_in_crm_mon():
-    names = pcmk.path_attribute_names([
+    names = attributes.path_attribute_names([
         "/dev/mapper/mpatha", "/dev/sdb",
         "iscsi://10.0.0.1:3260/iqn.2026-11.org.example:disk1/1",
         "/dev/mapper/mpatha", "/dev/disk/by-id/wwn-0x6001"])
@@ -210,14 +210,14 @@ def test_attributes_use_attrd_updater_and_swallow_its_absence():
 
 def test_exit_codes_and_ocf_versions():
     assert ExitStatus.DEGRADED == 190 and ExitStatus.NOT_RUNNING == 7
-    assert not pcmk.supports_degraded({})
-    assert not pcmk.supports_degraded({"OCF_RA_VERSION_MAJOR": "1",
+    assert not ocf_call.supports_degraded({})
+    assert not ocf_call.supports_degraded({"OCF_RA_VERSION_MAJOR": "1",
                                        "OCF_RA_VERSION_MINOR": "0"})
-    assert pcmk.supports_degraded({"OCF_RA_VERSION_MAJOR": "1", "OCF_RA_VERSION_MINOR": "1"})
-    assert pcmk.is_probe("monitor", {"OCF_RESKEY_CRM_meta_interval": "0"})
-    assert pcmk.is_probe("monitor", {})
-    assert not pcmk.is_probe("monitor", {"OCF_RESKEY_CRM_meta_interval": "30000"})
-    assert not pcmk.is_probe("start", {})
+    assert ocf_call.supports_degraded({"OCF_RA_VERSION_MAJOR": "1", "OCF_RA_VERSION_MINOR": "1"})
+    assert ocf_call.is_probe("monitor", {"OCF_RESKEY_CRM_meta_interval": "0"})
+    assert ocf_call.is_probe("monitor", {})
+    assert not ocf_call.is_probe("monitor", {"OCF_RESKEY_CRM_meta_interval": "30000"})
+    assert not ocf_call.is_probe("start", {})
 
 
 # -- the termination kind, cell by cell (issue 12, part 3) -----------------------------------

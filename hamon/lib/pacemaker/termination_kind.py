@@ -1,158 +1,33 @@
-"""What Pacemaker tells a resource agent, and what the agent tells Pacemaker back.
+"""The termination kind of a stop, from the CIB: normal, planned or abnormal.
 
-Three things, each read or written with a time bound so that no cluster tool can hang an
-agent action (a stop that hangs on ``cibadmin`` is a stop that times out, and a stop
-timeout is a fence):
+Was a stop *normal* (the service stops and starts nowhere else), *planned* (moved, node in
+standby or shutting down) or *abnormal* (recovery after a failure)? Step 4 of the recovery
+procedure depends on it. Pacemaker does not pass the reason for a stop to a primitive's
+agent, so the kind is inferred from the CIB at the moment of the stop. The rules, in
+order, and why each is trustworthy, are in :data:`RULES_DOC` and docs/hamon_disk.md.
 
-* **Exit codes** (:class:`ExitStatus`): OCF 0-7 and OCF 1.1's ``DEGRADED`` (190). The
-  ``pacemaker`` Python module (Pacemaker >= 2.1.6) is used when it is importable; on
-  bookworm it is not, so the same numbers are defined here. ``DEGRADED`` is only returned
-  to a caller that announces OCF >= 1.1 (``OCF_RA_VERSION_MAJOR``/``MINOR``, which
-  Pacemaker >= 2.1 sets): older managers read 190 as a hard error.
-* **Node attributes** (:class:`Attributes`): ``attrd_updater`` writes transient node
-  attributes that ``crm_mon -A`` shows. A node without attrd (the agent run by hand,
-  ``ocf-tester``) is not an error: the attribute is only a display.
-* **Termination kind** (:func:`detect_termination`): was a stop *normal* (the service
-  stops and starts nowhere else), *planned* (moved, node in standby or shutting down) or
-  *abnormal* (recovery after a failure)? Pacemaker does not pass the reason for a stop to
-  a primitive's agent, so the kind is inferred from the CIB at the moment of the stop. The
-  rules, in order, and why each is trustworthy, are in :data:`RULES_DOC` and
-  docs/hamon_disk.md.
+Two pure halves and one bounded read: :func:`facts_from_cib` turns the environment and a
+CIB into plain :class:`StopFacts`, :func:`decide_termination` applies the rules to them
+(:func:`classify` is both), and :func:`detect_termination` reads the CIB once, with the
+one bounded runner of :mod:`hamon.lib.cluster`, for the stop now underway.
 """
 from __future__ import annotations
 
 import os
-import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import IntEnum
+from dataclasses import dataclass
 
 from hamon.lib import cluster
 from hamon.lib.cluster import TIMEOUT, Runner, read_cib
+from hamon.lib.pacemaker.ocf_call import resource_id, run_by_pacemaker
 from hamon.lib.termination import TerminationKind
 
 #: A failure older than this does not make a stop "abnormal" (see detect_termination).
 RECENT_FAILURE = 600.0
 
 
-
-# -- exit codes -----------------------------------------------------------------------------
-def _degraded_code() -> int:
-    """Pacemaker's own number for "degraded" when its Python module is installed."""
-    try:
-        from pacemaker import ExitStatus as _Pcmk  # type: ignore[import-not-found]
-    except Exception:
-        return 190
-    return int(getattr(_Pcmk, "DEGRADED", 190))
-
-
-class ExitStatus(IntEnum):
-    """OCF exit codes; resource-agents' ocf.py stops at 9 and has no DEGRADED."""
-
-    SUCCESS = 0
-    ERR_GENERIC = 1
-    ERR_ARGS = 2
-    ERR_UNIMPLEMENTED = 3
-    ERR_PERM = 4
-    ERR_INSTALLED = 5
-    ERR_CONFIGURED = 6
-    NOT_RUNNING = 7
-    DEGRADED = _degraded_code()  # OCF 1.1: running, but with reduced redundancy
-
-
-def ocf_version(env: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """The OCF version the caller speaks (1.0 when it does not say, e.g. ocf-tester)."""
-    env = os.environ if env is None else env
-    try:
-        return (int(env.get("OCF_RA_VERSION_MAJOR", "1")),
-                int(env.get("OCF_RA_VERSION_MINOR", "0")))
-    except ValueError:
-        return 1, 0
-
-
-def supports_degraded(env: Mapping[str, str] | None = None) -> bool:
-    """True when the caller understands OCF 1.1's DEGRADED (190)."""
-    return ocf_version(env) >= (1, 1)
-
-
-def is_probe(action: str, env: Mapping[str, str] | None = None) -> bool:
-    """A probe: a monitor with interval 0 (or none), Pacemaker's "is it running here?"."""
-    env = os.environ if env is None else env
-    return action == "monitor" and env.get("OCF_RESKEY_CRM_meta_interval", "0") in ("0", "")
-
-
-def run_by_pacemaker(env: Mapping[str, str] | None = None) -> bool:
-    """Pacemaker's scheduler passes the target node with every action; people do not."""
-    env = os.environ if env is None else env
-    return bool(env.get("OCF_RESKEY_CRM_meta_on_node"))
-
-
-def resource_id(instance: str) -> str:
-    """``shared-disk:0`` (a clone instance) -> ``shared-disk``, the id in the CIB."""
-    return instance.split(":", 1)[0]
-
-
-# -- node attributes ------------------------------------------------------------------------
-_ATTR_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-def path_attribute_names(disk_names: list[str]) -> list[str]:
-    """``hamon-paths-<disk>`` per disk, short and unique.
-
-    ``/dev/mapper/mpatha`` -> ``hamon-paths-mpatha``; ``/dev/sdb`` -> ``hamon-paths-sdb``;
-    ``iscsi://h:p/iqn.2026-11.org.example:disk1/1`` -> ``hamon-paths-disk1-1`` (the
-    target's own name and the LUN: what an administrator recognises). Two disks that
-    would get one name get ``-2``, ``-3`` suffixes in the order given.
-    """
-    names: list[str] = []
-    for d in disk_names:
-        if d.startswith("iscsi://"):
-            parts = d[len("iscsi://"):].split("/")
-            target = parts[1] if len(parts) > 1 else parts[0]
-            lun = parts[2] if len(parts) > 2 else ""
-            short = f"{target.rsplit(':', 1)[-1]}-{lun}" if lun else target
-        else:
-            short = d.rstrip("/").rsplit("/", 1)[-1]
-        base = "hamon-paths-" + (_ATTR_UNSAFE.sub("-", short).strip("-") or "disk")
-        name, n = base, 1
-        while name in names:
-            n += 1
-            name = f"{base}-{n}"
-        names.append(name)
-    return names
-
-
-@dataclass
-class Attributes:
-    """Transient node attributes through ``attrd_updater``; failures are remembered, not
-    raised: a missing attrd must never fail a start, stop or monitor."""
-
-    node: str | None = None
-    timeout: float = TIMEOUT
-    runner: Runner = cluster.run
-    errors: list[str] = field(default_factory=list)
-
-    def _node_args(self) -> list[str]:
-        return ["-N", self.node] if self.node else []
-
-    def set(self, name: str, value: str) -> bool:
-        rc, _, err = self.runner(["attrd_updater", "-n", name, "-U", value,
-                                  *self._node_args()], self.timeout)
-        if rc != 0:
-            self.errors.append(f"attrd_updater -n {name}: {err.strip() or f'exit {rc}'}")
-        return rc == 0
-
-    def delete(self, name: str) -> bool:
-        rc, _, err = self.runner(["attrd_updater", "-n", name, "-D", *self._node_args()],
-                                 self.timeout)
-        if rc != 0:
-            self.errors.append(f"attrd_updater -n {name} -D: {err.strip() or f'exit {rc}'}")
-        return rc == 0
-
-
-# -- termination kind -----------------------------------------------------------------------
 RULES_DOC = """\
 1. not run by Pacemaker (no OCF_RESKEY_CRM_meta_on_node)      -> normal
 2. target-role=Stopped (env OCF_RESKEY_CRM_meta_target_role,
@@ -489,5 +364,3 @@ def detect_termination(resource: str, node: str, *, env: Mapping[str, str] | Non
         return classify(None, resource=resource, node=node, env=env)
     cib, err = read_cib(timeout, runner)
     return classify(cib, resource=resource, node=node, env=env, cib_error=err)
-
-
