@@ -9,8 +9,9 @@ import json
 
 from hamon import cli
 from hamon.lib import reservation as rsv
-from hamon.lib.compliance import OPS, Verdict
-from hamon.lib.compliance_run import Nexus, Setup, check
+from hamon.lib.compliance.check import check
+from hamon.lib.compliance.nexus import Nexus, Setup
+from hamon.lib.compliance.verdict import OPS, Verdict
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
@@ -63,7 +64,7 @@ def test_the_sim_tgt_profile_gives_the_same_table_as_real_tgt(tgt):
         return {r.op: str(r.outcome) for r in rep.judgement.rows
                 if r.op != "unit_attention"}
 
-    from hamon.lib.compliance_run import setup_for
+    from hamon.lib.compliance.nexus import setup_for
     (disk,) = Resolver(initiator=ini, timeout=5).resolve(tgt.urls(1))
     disk.close()
     real = outcomes(setup_for(disk, initiator=ini, second_initiator=None, timeout=5))

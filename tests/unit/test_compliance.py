@@ -1,9 +1,9 @@
-"""check-disk's verdict as a pure function of what was observed (hamon.lib.compliance)."""
+"""check-disk's verdict as a pure function of what was observed (hamon.lib.compliance.verdict)."""
 from __future__ import annotations
 
 import pytest
 
-from hamon.lib.compliance import (
+from hamon.lib.compliance.verdict import (
     CHECK_KEYS,
     OPS,
     Impact,

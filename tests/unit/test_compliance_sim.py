@@ -5,8 +5,9 @@ report alone.
 """
 from __future__ import annotations
 
-from hamon.lib.compliance import KEY_A, Outcome, Verdict
-from hamon.lib.compliance_run import Nexus, Setup, check, setup_for
+from hamon.lib.compliance.check import check
+from hamon.lib.compliance.nexus import Nexus, Setup, setup_for
+from hamon.lib.compliance.verdict import KEY_A, Outcome, Verdict
 from hamon.lib.disk import Disk, DiskKind, Path
 from hamon.lib.scsi.pr import ReservationType as RT
 from hamon.lib.sim import SimLun, SimTransport, TargetProfile, TgtProfile

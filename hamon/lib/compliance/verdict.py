@@ -2,7 +2,7 @@
 
 Before an administrator trusts fencing to an array, each persistent-reservation operation
 hamon relies on is tried from this node through two I_T nexuses of its own (the runner,
-:mod:`hamon.lib.compliance_run`, sends the commands and records what it saw as
+:mod:`hamon.lib.compliance.run`, sends the commands and records what it saw as
 :class:`Observation` values). :func:`decide` turns those observations into one row per
 operation (supported / refused / wrong, what hamon will do about it) and a verdict:
 
