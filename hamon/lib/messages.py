@@ -164,9 +164,8 @@ CATALOG: dict[str, MessageDef] = {m.id: m for m in (
                "(device name = {device}, key = {key}, removed key = {victim}, "
                "alias = {alias})",
                "Under a registrants-only reservation every registered system may write, so "
-               "the starting server removes every other key of this cluster's nodes "
-               "(hamon_disk registrations=exclusive): only the active server can write "
-               "the disk."),
+               "the starting server removes every other key of this cluster's nodes: "
+               "only the active server can write the disk."),
     MessageDef("HAMN957", Severity.ERROR,
                "The OS is not terminated because os_termination is none; the stop fails "
                "so that the cluster fences this system. (alias = {alias}, device name = "
