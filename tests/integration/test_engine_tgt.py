@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 
 from hamon.lib import reservation as rsv
+from hamon.lib import target_quirks as tq
 from hamon.lib.disk import PathState
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
@@ -19,10 +20,10 @@ def resolver(node: str, timeout: float = 5.0) -> Resolver:
 
 
 def test_two_nodes_fence_scenario_on_tgtd_matches_sim(tgt):
-    rsv._NO_PREEMPT_ABORT.clear()
+    tq.NO_PREEMPT_ABORT.clear()
     real = scenarios.two_nodes_fence(lambda node: resolver(node).resolve(tgt.urls(1)))
     assert real == scenarios.EXPECTED_TWO_NODES_FENCE
-    rsv._NO_PREEMPT_ABORT.clear()
+    tq.NO_PREEMPT_ABORT.clear()
     lun = SimLun("lun1", profile=TgtProfile)
     simulated = scenarios.two_nodes_fence(lambda node: [sim_disk(lun, node)])
     assert real == simulated
@@ -39,14 +40,14 @@ def test_two_urls_of_one_lun_are_one_disk_with_two_paths(tgt):
 
 
 def test_tgt_refuses_preempt_and_abort_so_the_engine_falls_back(tgt):
-    rsv._NO_PREEMPT_ABORT.clear()
+    tq.NO_PREEMPT_ABORT.clear()
     d1, d2 = resolver("node1").resolve(tgt.urls(1)), resolver("node2").resolve(tgt.urls(1))
     try:
         assert rsv.register(d1, K1).ok and rsv.register(d2, K2).ok
         assert rsv.reserve(d1, K1, WE_RO).ok
         out = rsv.preempt(d1, K1, K2, WE_RO)
         assert out.ok and out.results[0].value == "preempt"
-        assert d1[0].wwid in rsv._NO_PREEMPT_ABORT
+        assert d1[0].wwid in tq.NO_PREEMPT_ABORT
         err = rsv.write_probe(d2, 5, b"x").results[0].error
         assert isinstance(err, ReservationConflict)
     finally:

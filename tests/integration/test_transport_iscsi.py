@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from hamon.lib.transport.base import CommandResult, PathError, PathTimeout
-from hamon.lib.transport.iscsi import IscsiTransport, derive_isid, parse_iscsi_url
+from hamon.lib.transport.iscsi import IscsiTransport
+from hamon.lib.transport.iscsi_url import derive_isid, parse_iscsi_url
 from tests.integration.tgt import Tgt, free_port
 
 pytestmark = pytest.mark.integration

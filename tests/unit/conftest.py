@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from hamon.lib import messages
-from hamon.lib import reservation as rsv
+from hamon.lib import target_quirks as tq
 
 
 @pytest.fixture
@@ -22,17 +22,15 @@ def captured() -> Iterator[list[messages.Message]]:
 def forget_fallbacks() -> Iterator[None]:
     """The per-process memory of LUNs that refused PREEMPT AND ABORT, empty before and
     after: a test must not inherit what another test's target taught."""
-    rsv._NO_PREEMPT_ABORT.clear()
+    tq.NO_PREEMPT_ABORT.clear()
     yield
-    rsv._NO_PREEMPT_ABORT.clear()
+    tq.NO_PREEMPT_ABORT.clear()
 
 
 @pytest.fixture(autouse=True)
 def fresh_target_memory() -> Iterator[None]:
-    """What targets taught (hamon.lib.reservation: refused commands, session-bound
+    """What targets taught (hamon.lib.target_quirks: refused commands, session-bound
     registrations, keys the guard saw) is per process, as an agent run is one action;
     in the test process it must not pass from one test's targets to the next."""
-    for memory in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED,
-                   rsv._NO_FULL_STATUS, rsv._KEY_SEEN):
-        memory.clear()
+    tq.forget()
     yield

@@ -35,7 +35,7 @@ def test_split_operands():
 def _sim_resolver(targets: dict[tuple[str, int], SimLun], dead: set[str] = frozenset()):
     """iscsi:// URLs answered by in-memory LUNs: (portal, iqn, lun) -> SimLun."""
     from hamon.lib.transport.base import PathError
-    from hamon.lib.transport.iscsi import parse_iscsi_url
+    from hamon.lib.transport.iscsi_url import parse_iscsi_url
 
     def opener(url: str, initiator: str, timeout: float):
         u = parse_iscsi_url(url)

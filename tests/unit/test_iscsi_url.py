@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hamon.lib.transport import iscsi
-from hamon.lib.transport.iscsi import IscsiTransport, IscsiUrl, derive_isid, parse_iscsi_url
+from hamon.lib.transport import libiscsi
+from hamon.lib.transport.iscsi import IscsiTransport
+from hamon.lib.transport.iscsi_url import IscsiUrl, derive_isid, parse_iscsi_url
 
 IQN = "iqn.2003-01.org.example:disk1"
 NODE = "iqn.2026-11.org.hamon:node1"
@@ -123,7 +124,7 @@ def test_isid_ignores_spelling_differences_of_the_same_path():
 
 
 def test_isid_is_the_same_in_another_process():
-    code = ("from hamon.lib.transport.iscsi import derive_isid, parse_iscsi_url as p;"
+    code = ("from hamon.lib.transport.iscsi_url import derive_isid, parse_iscsi_url as p;"
             f"print(derive_isid({NODE!r}, p({str(URL)!r})).hex())")
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONHASHSEED="123")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -156,8 +157,8 @@ def test_execute_validates_before_any_io():
 
 
 def test_wire_lun_uses_flat_addressing_above_255():
-    assert iscsi._wire_lun(0) == 0 and iscsi._wire_lun(255) == 255
-    assert iscsi._wire_lun(256) == 0x4100 and iscsi._wire_lun(16383) == 0x7FFF
+    assert libiscsi.wire_lun(0) == 0 and libiscsi.wire_lun(255) == 255
+    assert libiscsi.wire_lun(256) == 0x4100 and libiscsi.wire_lun(16383) == 0x7FFF
 
 
 @pytest.mark.parametrize("segment, sense", [
@@ -170,7 +171,7 @@ def test_wire_lun_uses_flat_addressing_above_255():
 ])
 def test_sense_from_segment(segment, sense):
     """RFC 7143 11.4.7.2: SenseLength (2 bytes), sense, then possibly padding/response."""
-    assert iscsi._sense_from_segment(segment) == sense
+    assert libiscsi.sense_from_segment(segment) == sense
 
 
 # ------------------------------------------------------------------ libiscsi ABI
@@ -187,16 +188,16 @@ SCSI_TASK_OFFSETS = {
 
 @pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="LP64 layout")
 def test_scsi_task_layout_lp64():
-    assert ctypes.sizeof(iscsi.ScsiTask) == 176
+    assert ctypes.sizeof(libiscsi.ScsiTask) == 176
     for name, offset in SCSI_TASK_OFFSETS.items():
-        assert getattr(iscsi.ScsiTask, name).offset == offset, name
-    assert iscsi.ScsiTask.datain.offset + iscsi._ScsiData.data.offset == 72
-    assert ctypes.sizeof(iscsi._IscsiData) == 16
+        assert getattr(libiscsi.ScsiTask, name).offset == offset, name
+    assert libiscsi.ScsiTask.datain.offset + libiscsi._ScsiData.data.offset == 72
+    assert ctypes.sizeof(libiscsi.IscsiData) == 16
 
 
 @pytest.mark.skipif(ctypes.util.find_library("iscsi") is None, reason="no libiscsi")
 def test_library_loads_with_prototypes():
-    lib = iscsi._lib()
+    lib = libiscsi.library()
     assert lib.iscsi_create_context.restype is ctypes.c_void_p
     ctx = lib.iscsi_create_context(NODE.encode())
     assert ctx

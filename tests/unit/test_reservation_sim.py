@@ -2,6 +2,7 @@
 import pytest
 
 from hamon.lib import reservation as rsv
+from hamon.lib import target_quirks as tq
 from hamon.lib.disk import PathState
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, TgtProfile
@@ -33,7 +34,7 @@ def test_preempt_and_abort_used_where_supported_and_fallback_remembered():
     out = rsv.preempt([sim_disk(full, "node1"), sim_disk(tgt, "node1")], K1, K2, WE_RO)
     assert out.ok
     assert [r.value for r in out.results] == ["preempt-and-abort", "preempt"]
-    assert tgt.wwid in rsv._NO_PREEMPT_ABORT and full.wwid not in rsv._NO_PREEMPT_ABORT
+    assert tgt.wwid in tq.NO_PREEMPT_ABORT and full.wwid not in tq.NO_PREEMPT_ABORT
     # second time on tgt: no PREEMPT AND ABORT is sent at all
     rsv.register([sim_disk(tgt, "node2")], K2)
     before = len(tgt.commands)

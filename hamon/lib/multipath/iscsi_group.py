@@ -31,11 +31,11 @@ from hamon.lib.transport.base import PathError
 if TYPE_CHECKING:
     from hamon.lib.multipath.opener import PathOpener
     from hamon.lib.transport.base import Transport
-    from hamon.lib.transport.iscsi import IscsiUrl
+    from hamon.lib.transport.iscsi_url import IscsiUrl
 
 
 def resolve(urls: list[str], resolver: PathOpener) -> list[Disk]:
-    from hamon.lib.transport.iscsi import parse_iscsi_url
+    from hamon.lib.transport.iscsi_url import parse_iscsi_url
 
     parsed = {}
     for url in urls:
