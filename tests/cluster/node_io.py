@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 import sys
 
-from hamon.fence_core import Fencer, Settings
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.status import Status

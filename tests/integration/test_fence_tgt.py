@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from hamon.fence_core import FenceError, Fencer, Settings
+from hamon.agents.fence.errors import FenceError
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
 from hamon.lib.keys import key_for_node
 from hamon.lib.scsi.errors import ReservationConflict
@@ -330,12 +332,12 @@ def test_mutual_fencing_race_200_rounds_with_agent_processes(tgt_factory):
 
 def test_without_the_arbiter_rule_the_luns_split_on_tgtd(tgt_factory):
     """The control of the races above, on tgtd and through the agent's own fencing code
-    (fence_core._fence_all: the guarded preempt, the reservation, the read-back) with the
+    (fencer._fence_all: the guarded preempt, the reservation, the read-back) with the
     arbiter rule left out: both nodes fence on every LUN at once, each in its own order.
     Some round ends with node1's key on some LUNs and node2's on others (or both or none
     somewhere): the split the arbiter rule prevents, which the race tests can therefore
     see. Stops at the third split; at most 150 rounds."""
-    from hamon.fence_core import _fence_all
+    from hamon.agents.fence.fencer import _fence_all
 
     tgt = tgt_factory(luns=4)
     luns = [1, 2, 3, 4]

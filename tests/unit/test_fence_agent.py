@@ -1,6 +1,6 @@
 """fence_hamon_scsi as Pacemaker and administrators see it: options, stdin, exit codes.
 
-Two ways in: the agent's main() in this process with the in-memory target behind it
+Two ways in: the agent's run() in this process with the in-memory target behind it
 (the whole fencing.py flow, fast and observable), and the real agent script as a
 subprocess for everything that needs no storage (metadata, help, every error path, the
 time bounds against a target that never answers).
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from hamon import fence
-from hamon.fence_core import Fencer
+from hamon.agents.fence import actions, state
+from hamon.agents.fence import agent as fence_agent
+from hamon.agents.fence.fencer import Fencer
 from hamon.lib import keys as keymod
 from hamon.lib.scsi.pr import ReservationType as RT
 from tests.unit.test_fence_core import N1, N2, SimArray, unfence
@@ -33,7 +34,7 @@ PYTHON = "/usr/bin/python3"
 
 # --------------------------------------------------------------------- in-process
 class Run:
-    """main() with argv or stdin; returns (exit code, stdout, stderr)."""
+    """agent.run() with argv or stdin; returns (exit code, stdout, stderr)."""
 
     def __init__(self, monkeypatch, capsys, arr: SimArray) -> None:
         self.mp, self.capsys, self.arr = monkeypatch, capsys, arr
@@ -47,7 +48,7 @@ class Run:
         root = logging.getLogger()
         handlers, level = root.handlers[:], root.level
         try:
-            rc = fence.main(register_atexit=False)
+            rc = fence_agent.run()
         except SystemExit as e:
             rc = e.code if isinstance(e.code, int) else 1
         finally:
@@ -71,8 +72,8 @@ def arr() -> SimArray:
 
 @pytest.fixture
 def run(monkeypatch, capsys, arr, tmp_path) -> Run:
-    monkeypatch.setattr(fence, "resolver_factory", arr.factory)
-    monkeypatch.setenv(fence.STATE_ENV, str(tmp_path / "state.json"))
+    monkeypatch.setattr(actions, "resolver", arr.factory)  # the in-memory target
+    monkeypatch.setenv(state.STATE_ENV, str(tmp_path / "state.json"))
     monkeypatch.delenv("PCMK_service", raising=False)
     return Run(monkeypatch, capsys, arr)
 

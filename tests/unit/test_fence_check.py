@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hamon import fence_check
-from hamon.fence import STATE_ENV
+from hamon.agents.fence import check as fence_check
+from hamon.agents.fence.state import STATE_ENV
 from tests.unit.test_fence_core import N1, N2, SimArray, unfence
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def state(tmp_path, arr, monkeypatch) -> Path:
                                 "scsi_timeout": 2}))
     monkeypatch.setenv(STATE_ENV, str(path))
     monkeypatch.setenv("HAMON_STONITH_SYSCONFIG", str(tmp_path / "no-sysconfig"))
-    monkeypatch.setattr(fence_check, "resolver_factory", arr.factory)
+    monkeypatch.setattr(fence_check, "default_resolver", arr.factory)  # in-memory target
     return path
 
 
@@ -105,7 +105,7 @@ def test_the_check_reads_through_its_own_nexus_not_the_agents():
     another ISID (a login with the agent's ISID would close the agent's session on a
     target that reinstates), with the same initiator name (the array's ACLs know it)."""
     from hamon.lib.multipath.resolve import Resolver
-    from hamon.lib.transport.iscsi import derive_isid, parse_iscsi_url
+    from hamon.lib.transport.iscsi_url import derive_isid, parse_iscsi_url
 
     url = "iscsi://127.0.0.1/iqn.2026-11.org.hamon:t/1"
     mine = fence_check.default_resolver(N1.initiator, 2).open_iscsi(url)

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from hamon.fence_core import FenceError, Fencer, Node, Settings
+from hamon.agents.fence.errors import FenceError
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.settings import Node, Settings
 from hamon.lib import reservation as rsv
+from hamon.lib import target_quirks as tq
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi import command
@@ -240,7 +243,7 @@ def test_fence_and_engine_preempt_share_one_fallback_memory():
     f = arr.fencer("node1")
     f.fence(N1, N2)
     wwids = {d.wwid for d in f.disks(N1.initiator)}
-    assert wwids and wwids <= rsv._NO_PREEMPT_ABORT
+    assert wwids and wwids <= tq.NO_PREEMPT_ABORT
     assert all(arr.pr_out_by("node1")[i].count(Out.PREEMPT_AND_ABORT) == 1 for i in arr.luns)
     f.close()
     unfence(arr, "node2")

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from hamon.fence_core import DEFAULT_ALIAS, Fencer, Settings
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.options import DEFAULT_ALIAS
+from hamon.agents.fence.settings import Settings
 from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv

@@ -1,6 +1,6 @@
 """Hardening (issue 11, item 6), one test per point: the fence state file, timeouts, the
 suggested commands of ``hamon recover``, forged KAMN lines, bounded reads, ``reservation
-cancel --nodes-online``, and ``hamon ... | head``.
+cancel`` with live nodes, and ``hamon ... | head``.
 
 (The journal's O_NOFOLLOW and non-blocking open are in test_reliability_journal.py; every
 bad value, as the processes meet it, in test_reliability_inputs.py.)
@@ -16,9 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from hamon import cli, fence, fence_check
-from hamon.disk_agent import ConfigError, parse_settings
-from hamon.fence_core import Settings
+from hamon import cli
+from hamon.agents.disk.settings import ConfigError, parse_settings
+from hamon.agents.fence import check as fence_check
+from hamon.agents.fence import state as fence_state
+from hamon.agents.fence.errors import ConfigError as FenceConfigError
+from hamon.agents.fence.settings import Settings, settings_from
 from hamon.lib import cluster, messages
 from hamon.lib import reservation as rsv
 from hamon.lib.identity import check_iscsi_name
@@ -33,9 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 # -- the fence state file -----------------------------------------------------------------
 def _write(tmp_path: Path, monkeypatch, path: Path) -> None:
-    monkeypatch.setenv(fence.STATE_ENV, str(path))
+    monkeypatch.setenv(fence_state.STATE_ENV, str(path))
     s = Settings(devices=["iscsi://127.0.0.1/iqn.2026-11.org.hamon:t/1"], local_node="node1")
-    fence.write_state(s, s.node("node1"))
+    fence_state.write_state(s, s.node("node1"))
 
 
 def test_state_directory_is_0755_whatever_the_umask(tmp_path, monkeypatch):
@@ -79,11 +82,11 @@ def test_watchdog_check_reads_the_state_bounded_and_not_through_a_symlink(tmp_pa
     link = tmp_path / "link"
     link.symlink_to(real)
     with pytest.raises(OSError):
-        fence_check._read_state(str(link))
+        fence_state.read_text(str(link))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file"):
-        fence_check._read_state(str(fifo))  # and it did not block
+        fence_state.read_text(str(fifo))  # and it did not block
     for bad in ("nan", "inf", 1e300, 0, -1):
         real.write_text(json.dumps({"devices": [], "key": "0x1", "scsi_timeout": bad,
                                     "initiator": "iqn.2026-11.org.hamon:n1"}))
@@ -112,9 +115,9 @@ def test_command_timeout_in_range_is_taken(value):
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "1e300", "301"])
 def test_scsi_timeout_is_1_to_300_before_any_transport(value):
-    with pytest.raises(fence.ConfigError, match="1 to 300"):
-        fence.settings_from({"--devices": "iscsi://h/iqn.2026-11.org.x:t/1",
-                             "--scsi-timeout": value, "--local-node": "node1"})
+    with pytest.raises(FenceConfigError, match="1 to 300"):
+        settings_from({"--devices": "iscsi://h/iqn.2026-11.org.x:t/1",
+                       "--scsi-timeout": value, "--local-node": "node1"})
 
 
 # -- forged messages -----------------------------------------------------------------------
@@ -156,22 +159,22 @@ def test_recover_quotes_device_names_in_suggested_commands(san, tmp_path, capsys
     assert lines == ["run: hamon reservation cancel '/dev/mapper/a b;touch /tmp/pwned'"]
 
 
-# -- reservation cancel --nodes-online ------------------------------------------------------
+# -- reservation cancel with live nodes ------------------------------------------------------
 def test_cancel_never_names_this_node_as_a_live_node_whose_key_was_cleared(
-        san, tmp_path, capsys, emitted):
+        san, tmp_path, capsys, emitted, monkeypatch):
+    tc.cluster_says(monkeypatch, "node1,node2")
     hold(san, "node2")
     assert rsv.register(san.node("node1"), K1).ok
-    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1),
-                     "--nodes-online", "node1,node2", "--force")
+    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1), "--force")
     assert rc == 0
     assert "live node node2 was cleared too" in out
     assert "live node node1" not in out             # node1's registration was restored
     assert K1 in state(san)[1]
     (e,) = journal(tmp_path).entries("cancel")
     assert e["forced"] is True
-    assert e["overrides"] == ["--force", "--nodes-online node1,node2"]
+    assert e["overrides"] == ["--force"]
     (m,) = [m for m in emitted if m.id == "HAMN953"]
-    assert m.fields["by"] == "node1 (--force, --nodes-online node1,node2)"
+    assert m.fields["by"] == "node1 (--force)"
 
 
 def test_cancel_with_the_cluster_membership_is_not_forced(san, tmp_path, capsys,

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from hamon.fence_core import Fencer, Settings
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
+from hamon.lib import target_quirks as tq
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import PrInServiceAction as In
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
@@ -51,12 +53,12 @@ class NamedArray(SimArray):
 
 @pytest.fixture(autouse=True)
 def forget():
-    for m in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED, rsv._NO_FULL_STATUS,
-              rsv._KEY_SEEN):
+    for m in (tq.NO_PREEMPT_ABORT, tq.NEW_SESSION_UNREGISTERED, tq.NO_FULL_STATUS,
+              tq.KEY_SEEN):
         m.clear()
     yield
-    for m in (rsv._NO_PREEMPT_ABORT, rsv._NEW_SESSION_UNREGISTERED, rsv._NO_FULL_STATUS,
-              rsv._KEY_SEEN):
+    for m in (tq.NO_PREEMPT_ABORT, tq.NEW_SESSION_UNREGISTERED, tq.NO_FULL_STATUS,
+              tq.KEY_SEEN):
         m.clear()
 
 
@@ -85,7 +87,7 @@ def test_tgt_the_arbiter_teaches_the_other_luns():
         i: 1 + int(i == arbiter) for i in arr.luns}
     # the guessed nexus was checked by counting and its registration removed again
     assert arr.count(N1.key) == before
-    assert {f"target:iscsi:{TARGET}"} <= rsv._NEW_SESSION_UNREGISTERED
+    assert {f"target:iscsi:{TARGET}"} <= tq.NEW_SESSION_UNREGISTERED
 
 
 def test_one_path_per_lun_off_logs_in_on_one_path_of_each_lun():
@@ -108,8 +110,8 @@ def test_a_wrong_nexus_guess_on_an_spc4_target_costs_commands_not_a_registration
     unfence(arr, "node1", "node2")
     before = arr.count(N1.key)
     assert all(c == 2 for c in before.values())
-    rsv._NEW_SESSION_UNREGISTERED.add(f"target:iscsi:{TARGET}")
-    rsv._KEY_SEEN.add((f"target:iscsi:{TARGET}", N1.key))
+    tq.NEW_SESSION_UNREGISTERED.add(f"target:iscsi:{TARGET}")
+    tq.KEY_SEEN.add((f"target:iscsi:{TARGET}", N1.key))
     for lun in arr.luns.values():
         lun.commands.clear()
     _fence(arr)
@@ -181,7 +183,7 @@ def test_tgt_a_registration_change_meanwhile_reads_the_reservation_again():
 def test_a_wrong_preempt_and_abort_guess_still_removes_the_victim():
     arr = NamedArray(n=2, profile="spc4")
     unfence(arr, "node1", "node2")
-    rsv._NO_PREEMPT_ABORT.add(f"target:iscsi:{TARGET}")
+    tq.NO_PREEMPT_ABORT.add(f"target:iscsi:{TARGET}")
     _fence(arr)
     assert all(N2.key not in k and N1.key in k for k in arr.keys().values())
     assert arr.sent("node1", PR_OUT, Out.PREEMPT) == {1: 1, 2: 1}
@@ -207,7 +209,7 @@ def test_status_from_read_full_status_agrees_with_keys_and_reservation():
     t = disks[0].paths[0].transport()
     try:
         full = rsv.read_back(t, disks[0])
-        rsv._NO_FULL_STATUS.add(f"target:iscsi:{TARGET}")
+        tq.NO_FULL_STATUS.add(f"target:iscsi:{TARGET}")
         plain = rsv.read_back(t, disks[0])
         assert full.full is not None and plain.full is None
         assert sorted(full.keys) == sorted(plain.keys)

@@ -4,7 +4,7 @@
 fence_scsi's model reboots a fenced node from the watchdog daemon, which runs
 fence_hamon_scsi_check every few seconds. The guests have no watchdog daemon, and one
 Python start of the check costs ~5 s of the single vCPU under TCG, so this loop imports
-the check once and calls the same entry point the script has (hamon.fence_check.main)
+the check once and calls the same entry point the script has (hamon.agents.fence.check.main)
 every INTERVAL seconds, under the name fence_hamon_scsi_check_hardreboot: when it finds
 this node's key gone from every device that answers, it reboots the node itself (SysRq b,
 which ends the guest's QEMU: -no-reboot). Every verdict is appended to /hamon/watchdog.log.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 
-from hamon import fence_check
+from hamon.agents.fence import check as fence_check
 
 
 def main() -> int:

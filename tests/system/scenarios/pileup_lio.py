@@ -17,7 +17,8 @@ import sys
 sys.path.insert(0, os.environ["HAMON_GUEST"])
 import storage
 
-from hamon.fence_core import Fencer, Settings
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
 from hamon.lib.multipath.resolve import Resolver
 

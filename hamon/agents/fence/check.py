@@ -18,26 +18,23 @@ script is run by the ``watchdog`` daemon (``test-binary`` or a script in
 ``repair CODE`` (the watchdog's repair call) returns CODE: nothing can repair a fence.
 
 It needs to know the devices, key and initiator without parameters, so ``on`` records
-them in a small state file (:data:`hamon.fence.STATE_FILE`); ``off`` never needs it.
+them in a small state file (:mod:`.state`); ``off`` never needs it.
 Optional settings in ``/etc/sysconfig/stonith`` as for fence_scsi_check: ``retry``,
 ``retry-sleep`` (seconds) and ``verbose=yes``.
 """
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 
-from hamon.fence_core import DEFAULT_SCSI_TIMEOUT
+from hamon.agents.fence.state import read_state, state_path
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, run_parallel
-from hamon.lib.keys import parse_key
 from hamon.lib.multipath.resolve import Resolver
-from hamon.lib.regular_file import NotRegularFile, read_regular
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.termination import OsAction, OsTerminator
 from hamon.lib.transport.base import Transport
@@ -48,8 +45,6 @@ SYSCONFIG = "/etc/sysconfig/stonith"
 #: Tests and demos: append the reboot request to this file instead of rebooting.
 DRY_RUN_ENV = "HAMON_CHECK_DRY_RUN"
 EXIT_OK, EXIT_FENCED = 0, 2
-#: Replaceable by tests (the in-memory target); None = the real transports.
-resolver_factory = None
 
 
 def read_sysconfig(path: str = SYSCONFIG) -> dict[str, str]:
@@ -86,33 +81,14 @@ def default_resolver(initiator: str, timeout: float) -> Resolver:
     return Resolver(initiator=initiator, timeout=timeout, iscsi_opener=open_iscsi)
 
 
-#: The state file is a few hundred bytes; a larger one is not ours.
-STATE_MAX = 1024 * 1024
-STATE_TIMEOUT_MAX = 300.0
-
-
-def _read_state(path: str) -> str:
-    """The state file's text: a regular file, not through a symlink, bounded, opened
-    without blocking (a FIFO planted there must not hang the watchdog)."""
-    try:
-        raw = read_regular(path, STATE_MAX, follow=False)
-    except NotRegularFile as err:
-        raise ValueError("too large to be the state file" if err.errno == errno.EFBIG
-                         else "not a regular file") from None
-    return raw.decode()
-
-
 def check(state_file: str, *, retries: int = 0, retry_sleep: float = 1.0,
-          resolver_factory=None) -> int:  # type: ignore[no-untyped-def]
-    """0 = keep running, 2 = fenced (see module doc). Never raises."""
+          resolver_factory: Callable[[str, float], Resolver] | None = None) -> int:
+    """0 = keep running, 2 = fenced (see module doc). Never raises.
+
+    ``resolver_factory`` (initiator, timeout) -> Resolver: :func:`default_resolver`
+    unless given (tests give the in-memory target's)."""
     try:
-        state = json.loads(_read_state(state_file))
-        devices = list(state["devices"])
-        key = parse_key(state["key"])
-        initiator = str(state["initiator"])
-        timeout = float(state.get("scsi_timeout", DEFAULT_SCSI_TIMEOUT))
-        if not 0 < timeout <= STATE_TIMEOUT_MAX:  # nan, inf, 1e300: no bound at all
-            raise ValueError(f"scsi_timeout {timeout!r} out of range")
+        rec = read_state(state_file)
     except FileNotFoundError:
         log.debug("%s: not unfenced yet, nothing to check", state_file)
         return EXIT_OK
@@ -124,7 +100,7 @@ def check(state_file: str, *, retries: int = 0, retry_sleep: float = 1.0,
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(retry_sleep)
-        verdict = _once(factory(initiator, timeout), devices, key)
+        verdict = _once(factory(rec.initiator, rec.scsi_timeout), rec.devices, rec.key)
         if verdict != EXIT_FENCED:
             return verdict
     return EXIT_FENCED
@@ -156,14 +132,13 @@ def _once(resolver: Resolver, devices: list[str], key: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The watchdog's call: ``test`` (or no argument) -> 0 or 2, ``repair CODE`` -> CODE."""
     argv = sys.argv if argv is None else argv
     if len(argv) >= 3 and argv[1] == "repair":
         try:
             return int(argv[2])
         except ValueError:
             return EXIT_FENCED
-    from hamon.fence import state_path
-
     conf = read_sysconfig(os.environ.get("HAMON_STONITH_SYSCONFIG", SYSCONFIG))
     logging.basicConfig(level=logging.DEBUG if conf.get("verbose") == "yes"
                         else logging.INFO, format="fence_hamon_scsi_check: %(message)s")
@@ -174,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: retry and retry-sleep must be numbers; using 0 and 1", SYSCONFIG)
         retries, retry_sleep = 0, 1.0
     try:
-        verdict = check(state_path(), retries=retries, retry_sleep=retry_sleep,
-                        resolver_factory=resolver_factory)
+        verdict = check(state_path(), retries=retries, retry_sleep=retry_sleep)
     except Exception as err:  # never a traceback, never a reboot because of a bug
         log.error("check failed unexpectedly: %s: %s", type(err).__name__, err)
         return EXIT_OK

@@ -1,8 +1,9 @@
 """What fence_hamon_scsi does to the disks, without fencing.py: unfence, fence, status.
 
-:mod:`hamon.fence` is the fencing.py glue (options, stdin, metadata, exit codes); this
-module holds the decisions, so that unit tests drive them on the in-memory target and
-the integration tier on tgtd, with no agent process in between.
+:mod:`.agent` and :mod:`.actions` are the fencing.py glue (options, stdin, metadata,
+exit codes); this module holds the decisions, so that unit tests drive them on the
+in-memory target and the integration tier on tgtd, with no agent process in between.
+What the target answered is turned into states and error clauses by :mod:`.outcome`.
 
 The rule that makes mutual fencing safe (the *arbiter rule*)
 -------------------------------------------------------------
@@ -39,17 +40,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from hamon.lib import keys as keymod
-from hamon.lib import messages
-from hamon.lib import reservation as rsv
-from hamon.lib.disk import (
-    DeviceError,
-    Disk,
-    run_parallel,
+from hamon.agents.fence.errors import FenceError
+from hamon.agents.fence.outcome import (
+    DiskState,
+    Report,
+    fence_problems,
+    join,
+    path_warnings,
+    raise_unreadable,
+    unreachable,
+    why,
 )
-from hamon.lib.identity import default_initiator
+from hamon.agents.fence.settings import Node, Settings
+from hamon.lib import messages, reservation_fence
+from hamon.lib import reservation as rsv
+from hamon.lib.disk import DeviceError, Disk, run_parallel
 from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
@@ -58,116 +64,15 @@ from hamon.lib.transport.base import PathError
 
 log = logging.getLogger("fence_hamon_scsi")
 
-DEFAULT_TYPE = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
-DEFAULT_SCSI_TIMEOUT = 5.0
-#: the server alias KAMN messages of the fence agent carry when none is configured
-DEFAULT_ALIAS = "fence_hamon_scsi"
-
-
-class FenceError(Exception):
-    """The action failed. The text is one line for the administrator: which device or
-    option, what happened, and what to do."""
-
-
 ResolverFactory = Callable[[str, float], Resolver]
 
 
 def default_resolver(initiator: str, timeout: float) -> Resolver:
+    """Every path of every device logged in (tools and tests; the agent's own runs use
+    :func:`.actions.resolver`, one path per LUN)."""
     return Resolver(initiator=initiator, timeout=timeout)
 
 
-@dataclass(frozen=True)
-class Node:
-    """A cluster node as the agent acts for it: its name, key and iSCSI initiator name."""
-
-    name: str
-    key: int
-    initiator: str
-
-    def __str__(self) -> str:
-        return f"{self.name} (key {format_key(self.key)})"
-
-
-@dataclass
-class Settings:
-    """The agent's configuration, already parsed and validated (see :func:`parse_pairs`)."""
-
-    devices: list[str]
-    local_node: str
-    rtype: ReservationType = DEFAULT_TYPE
-    aptpl: bool = False
-    scsi_timeout: float = DEFAULT_SCSI_TIMEOUT
-    node_keys: dict[str, int] = field(default_factory=dict)
-    initiators: dict[str, str] = field(default_factory=dict)
-    local_initiator: str | None = None
-    #: the server field of KAMN messages: the stonith device's alias, never the victim
-    alias: str = DEFAULT_ALIAS
-
-    #: corosync's cluster name for derived keys (None: asked from corosync, hamon.lib.keys)
-    cluster: str | None = None
-
-    def key_of(self, node: str) -> int:
-        """An explicit key from ``node_keys`` wins; else the key derived from the cluster
-        and node names."""
-        return self.node_keys.get(node) or keymod.key_for_node(node, self.cluster)
-
-    def initiator_of(self, node: str) -> str:
-        """``iscsi_initiator=node=iqn,...`` entry, else a single ``iscsi_initiator`` for
-        the local node, else the name derived from the node name."""
-        if node in self.initiators:
-            return self.initiators[node]
-        if self.local_initiator and node == self.local_node:
-            return self.local_initiator
-        return default_initiator(node)
-
-    def node(self, name: str, key: int | None = None) -> Node:
-        return Node(name, key if key is not None else self.key_of(name), self.initiator_of(name))
-
-
-def parse_pairs(text: str, what: str) -> dict[str, str]:
-    """``node1=v1,node2=v2`` (commas or spaces) -> dict; ValueError names the bad entry."""
-    out: dict[str, str] = {}
-    for item in text.replace(",", " ").split():
-        name, sep, value = item.partition("=")
-        if not sep or not name or not value:
-            raise ValueError(f"{what}: {item!r} is not NODE=VALUE "
-                             f"(e.g. {what}=\"node1=...,node2=...\")")
-        if name in out:
-            raise ValueError(f"{what}: node {name!r} is listed twice")
-        out[name] = value
-    return out
-
-
-# --------------------------------------------------------------------------- results
-@dataclass
-class DiskState:
-    """What one READ KEYS + READ RESERVATION said about one disk (or why it did not)."""
-
-    disk: Disk
-    keys: tuple[int, ...] = ()
-    holder: int | None = None
-    rtype: ReservationType | None = None
-    error: str | None = None
-
-    @property
-    def readable(self) -> bool:
-        return self.error is None
-
-    @property
-    def reserved(self) -> bool:
-        return self.rtype is not None
-
-
-@dataclass
-class Report:
-    """The outcome of an action: a summary line, and warnings worth a log line each."""
-
-    summary: str
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- the agent
 class Fencer:
     """The devices of one agent run, opened lazily with one initiator name and closed once.
 
@@ -236,12 +141,9 @@ class Fencer:
         states = []
         for r in out.results:
             if not r.ok:
-                states.append(DiskState(r.disk, error=_why(r)))
+                states.append(DiskState(r.disk, error=why(r)))
                 continue
-            st: rsv.LunStatus = r.value
-            res = st.reservation
-            states.append(DiskState(r.disk, st.keys, res.key if res.held else None,
-                                    res.type if res.held else None))
+            states.append(DiskState.of(r.disk, r.value))
         return states
 
     # -- on -----------------------------------------------------------------------
@@ -261,16 +163,16 @@ class Fencer:
         disks = self.disks(node.initiator)
         report = Report("")
         reg = rsv.register(disks, node.key, aptpl=s.aptpl)
-        report.warnings += _path_warnings(reg, node)
+        report.warnings += path_warnings(reg)
         bad = reg.failed()
         if bad:
-            raise FenceError(_join(f"{r.disk.name}: could not register key "
-                                   f"{format_key(node.key)} on any path ({_why(r)})"
+            raise FenceError(join(f"{r.disk.name}: could not register key "
+                                   f"{format_key(node.key)} on any path ({why(r)})"
                                    for r in bad))
         registered = {r.disk.name: sum(p.ok for p in r.paths) for r in reg.results}
         every_path = {r.disk.name for r in reg.results if all(p.ok for p in r.paths)}
         states = self.states(disks)
-        _raise_unreadable(states, "after registering")
+        raise_unreadable(states, "after registering")
         extra = [st.disk for st in states
                  if st.keys.count(node.key) > registered[st.disk.name]]
         # Where a path did not answer, an extra entry may be that path's own, still valid
@@ -293,18 +195,18 @@ class Fencer:
             again = rsv.register(stale, node.key, aptpl=s.aptpl)
             for r in pre.failed() + again.failed():
                 raise FenceError(f"{r.disk.name}: could not replace the stale "
-                                 f"registration of key {format_key(node.key)}: {_why(r)}")
+                                 f"registration of key {format_key(node.key)}: {why(r)}")
             states = self.states(disks)
-            _raise_unreadable(states, "after replacing stale registrations")
+            raise_unreadable(states, "after replacing stale registrations")
         free = [st.disk for st in states if not st.reserved]
         if free:
             res = rsv.reserve(free, node.key, s.rtype)
             for r in res.failed():
                 if not isinstance(r.error, ReservationConflict):  # someone was faster: ok
                     raise FenceError(f"{r.disk.name}: could not reserve ({s.rtype.short}) "
-                                     f"with key {format_key(node.key)}: {_why(r)}")
+                                     f"with key {format_key(node.key)}: {why(r)}")
             states = self.states(disks)
-            _raise_unreadable(states, "after reserving")
+            raise_unreadable(states, "after reserving")
         missing = [st.disk.name for st in states if node.key not in st.keys]
         if missing:
             raise FenceError(f"key {format_key(node.key)} of {node.name} is not registered "
@@ -331,7 +233,7 @@ class Fencer:
         unknown = [d for d in disks if d.wwid is None]
         if unknown:
             raise FenceError(
-                "the LUN identity (VPD 0x83) of " + _join(_unreachable(d) for d in unknown)
+                "the LUN identity (VPD 0x83) of " + join(unreachable(d) for d in unknown)
                 + " could not be read, so the devices cannot be put in the cluster-wide "
                 "order; nothing was changed. Restore a path and fence again")
         arbiter, rest = disks[0], disks[1:]
@@ -344,7 +246,7 @@ class Fencer:
                     "fenced itself (or was never unfenced), so it must not fence "
                     f"{victim.name}; the other devices were not touched")
             raise FenceError(f"{arbiter.name} (the arbiter, first by LUN identity): "
-                             f"{_why(first)}; the other devices were not touched")
+                             f"{why(first)}; the other devices were not touched")
         log.debug("arbiter %s: %s", arbiter.name, first.detail)
         done = [(first, first_state)]
         if rest:
@@ -362,11 +264,11 @@ class Fencer:
             time.sleep(VERIFY_PAUSE)
             _fence_all(again, me, victim, s.rtype)
             states = self.states(disks)
-        errors = [f"{r.disk.name}: {_why(r)}" for r in results if not r.ok]
+        errors = [f"{r.disk.name}: {why(r)}" for r in results if not r.ok]
         for st in states:
-            errors += _fence_problems(st, me, victim)
+            errors += fence_problems(st, me, victim)
         if errors:
-            raise FenceError(f"fencing {victim.name} is incomplete: " + _join(dict.fromkeys(
+            raise FenceError(f"fencing {victim.name} is incomplete: " + join(dict.fromkeys(
                 errors)))
         self._verified = (me.key, victim.key)
         kinds = {str(r.value) for r in results if r.ok}
@@ -388,9 +290,9 @@ class Fencer:
             return True
         disks = self.disks(me.initiator)
         head = self.states(disks[:1])
-        if _fence_problems(head[0], me, victim):
+        if fence_problems(head[0], me, victim):
             return False
-        return all(not _fence_problems(st, me, victim) for st in self.states(disks[1:]))
+        return all(not fence_problems(st, me, victim) for st in self.states(disks[1:]))
 
     # -- status / monitor / list -----------------------------------------------------
     def registered_on(self, reader: Node, key: int) -> tuple[list[str], list[str], list[str]]:
@@ -416,7 +318,7 @@ class Fencer:
                             ", ".join(off + bad))
             return "on"
         if bad:
-            raise FenceError(f"cannot tell whether {target} is registered: " + _join(bad))
+            raise FenceError(f"cannot tell whether {target} is registered: " + join(bad))
         return "off"
 
     def monitor(self, reader: Node) -> Report:
@@ -433,7 +335,7 @@ class Fencer:
             for p in failed:
                 report.warnings.append(f"{d.path_label(p)}: path failed: {p.reason}")
         if dead:
-            raise FenceError(_join(dead))
+            raise FenceError(join(dead))
         return report
 
     def registrants(self, reader: Node) -> dict[int, list[str]]:
@@ -446,13 +348,13 @@ class Fencer:
             for k in dict.fromkeys(st.keys):
                 found.setdefault(k, []).append(st.disk.name)
         if bad and not found:
-            raise FenceError("cannot read the registrations: " + _join(bad))
+            raise FenceError("cannot read the registrations: " + join(bad))
         return found
 
 
 
 # --------------------------------------------------------------------------- preempt
-OwnKeyMissing = rsv.OwnKeyMissing
+OwnKeyMissing = reservation_fence.OwnKeyMissing
 VERIFY_RETRIES = 3
 VERIFY_PAUSE = 0.02
 
@@ -463,15 +365,13 @@ def _fence_all(disks: list[Disk], me: Node, victim: Node,
     preempt, a reservation where none is held, the read-back, through one working path
     per disk; a path fault moves the job to the next path of that disk."""
     out = []
-    for r in rsv.fence(disks, me.key, victim.key, rtype).results:
+    for r in reservation_fence.fence(disks, me.key, victim.key, rtype).results:
         if not r.ok:
-            out.append((r, DiskState(r.disk, error=_why(r))))
+            out.append((r, DiskState(r.disk, error=why(r))))
             continue
         how, st = r.value
-        res = st.reservation
         out.append((rsv.DiskResult(r.disk, True, r.detail, None, r.paths, how),
-                    DiskState(r.disk, st.keys, res.key if res.held else None,
-                              res.type if res.held else None)))
+                    DiskState.of(r.disk, st)))
     return out
 
 
@@ -490,60 +390,3 @@ def _identify(disks: list[Disk]) -> None:
         d.wwid = wwid
 
     run_parallel([lambda d=d: ident(d) for d in todo])
-
-
-def _unreachable(d: Disk) -> str:
-    """``name (path: reason, ...)``: why a disk gave no answer, path by path."""
-    why = ", ".join(f"{p.name}: {p.reason}" if p.name != d.name else p.reason
-                    for p in d.paths if p.reason)
-    return f"{d.name} ({why})" if why else d.name
-
-
-def _fence_problems(st: DiskState, me: Node, victim: Node) -> list[str]:
-    name = st.disk.name
-    if not st.readable:
-        return [f"{name}: {st.error}"]
-    out = []
-    if victim.key in st.keys:
-        out.append(f"{name}: key {format_key(victim.key)} of {victim.name} is still "
-                   "registered")
-    if me.key not in st.keys:
-        out.append(f"{name}: the key {format_key(me.key)} of this node {me.name} is not "
-                   "registered (this node may have been fenced)")
-    if not st.reserved:
-        out.append(f"{name}: no reservation is held, so unregistered nodes may still write")
-    return out
-
-
-def _why(r: rsv.DiskResult) -> str:
-    """A DiskResult's failure, as one clause (what the target or the path said)."""
-    if r.path_failure:
-        return f"no path answered ({r.error})"
-    err = str(r.error) if r.error else r.detail
-    return err.replace(f"{r.disk.name}: ", "", 1) if err.startswith(r.disk.name) else err
-
-
-def _raise_unreadable(states: list[DiskState], when: str) -> None:
-    bad = [f"{st.disk.name}: {st.error}" for st in states if not st.readable]
-    if bad:
-        raise FenceError(f"cannot read the registrations {when}: " + _join(bad))
-
-
-def _path_warnings(out: rsv.Outcome, node: Node) -> list[str]:
-    """One warning per path that did not take the key (KAMN725-W in syslog too)."""
-    warnings = []
-    for r in out.results:
-        if not r.ok:
-            continue  # the disk as a whole failed: that is the error, not a warning
-        for p in r.paths:
-            if p.ok:
-                continue
-            path = next((x for x in r.disk.paths if x.name == p.path), None)
-            label = r.disk.path_label(path) if path else p.path
-            warnings.append(f"{label}: {p.detail}: {p.error}; the key is missing on this "
-                            "path, register again (unfence) once it is back")
-    return warnings
-
-
-def _join(items) -> str:  # type: ignore[no-untyped-def]
-    return "; ".join(items)
