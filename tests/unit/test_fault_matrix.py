@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from hamon import fence_check
-from hamon.fence_core import FenceError, Fencer, Settings
+from hamon.agents.fence import check as fence_check
+from hamon.agents.fence.errors import FenceError
+from hamon.agents.fence.fencer import Fencer
+from hamon.agents.fence.settings import Settings
 from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
