@@ -3,7 +3,7 @@
 HA Monitor's own procedure says: first make sure the failed active server is stopped
 (stopped, shut down or powered off), then release the reservation (§7.5.11). hamon checks
 that itself before it clears anything, for ``hamon reservation cancel`` and ``hamon
-monscsiclr`` alike, with one policy (:func:`refusal`):
+monscsiclr`` alike, with one policy (:func:`judge`, :func:`decide`):
 
 * a disk held by the key of a node the cluster sees alive is refused: CLEAR would take the
   disk from under a running service;
@@ -15,17 +15,24 @@ monscsiclr`` alike, with one policy (:func:`refusal`):
 * a key that is neither hamon-derived nor named in ``node_keys`` (another product,
   another cluster) is refused: hamon cannot tell whether its owner is alive.
 
-``--force`` overrides a refusal and is recorded. Everything here is a function of plain
-data, so each cell is unit-tested; the callers (hamon.cli) gather the data (PR IN, the
-cluster's membership, crm_mon) with time bounds.
+``--force`` overrides a refusal and is recorded. The decision is a function of plain data
+(:class:`Facts`: who is alive, this node, the hamon_disk resources active here, the
+configured keys; :class:`Holder`: one disk's reservation as PR IN read it), so each cell
+is unit-tested. The facts are gathered by :func:`ask_membership` and :func:`ask_here`
+through :mod:`hamon.lib.cluster` (bounded), and only when the decision needs them
+(:func:`needs_here`, :func:`needs_node_keys`); the command (hamon.cli) reads the disks,
+acts on the decision and prints it.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 
+from hamon.lib import cluster
 from hamon.lib import keys as keymod
 from hamon.lib.config import DiskSource
+from hamon.lib.recovery.observed import describe_key
 
 
 @dataclass(frozen=True)
@@ -44,61 +51,181 @@ class Holder:
 
 
 @dataclass(frozen=True)
-class Liveness:
-    """Who is alive, as the cluster (or the --nodes-online hook) said."""
+class Facts:
+    """Everything the decision depends on besides the disk itself, as plain data.
+
+    ``online``/``unknown_why``: who is alive, as the cluster said (``unknown_why`` not
+    "": the cluster cannot say, or says it without quorum; nobody is then known alive).
+    ``active_here``: the hamon_disk resources active on this node (None: crm_mon cannot
+    say, ``here_why`` says why); asked only when this node's own key holds a disk.
+    ``explicit``: configured keys (the fence device's node_keys) -> node.
+    ``nodes``: node names to name key owners with. ``force``: the administrator's
+    ``--force``.
+    """
 
     me: str
-    online: frozenset[str]
-    unknown_why: str = ""               # not "": the cluster cannot say (and why)
+    my_key: int
+    online: frozenset[str] = frozenset()
+    unknown_why: str = ""
+    active_here: tuple[str, ...] | None = ()
+    here_why: str = ""
+    explicit: Mapping[int, str] = field(default_factory=dict)
+    nodes: tuple[str, ...] = ()
+    force: bool = False
+
+    @property
+    def live(self) -> frozenset[str]:
+        """The nodes known alive: none when the cluster cannot say."""
+        return frozenset() if self.unknown_why else self.online
+
+    @property
+    def own_keys(self) -> set[int]:
+        """This node's keys: its derived (or --key) key, and node_keys naming it."""
+        return {self.my_key} | {k for k, n in self.explicit.items() if n == self.me}
+
+    def describe(self, key: int | None) -> str:
+        """``0x... (node2)``: a key with its owner, for the administrator."""
+        return describe_key(key, self.nodes, self.explicit)
 
 
-#: (does a hamon_disk resource run on this node?, why) -- asked only when needed
-HeldHere = Callable[[], tuple[bool | None, str]]
+class Action(StrEnum):
+    NOTHING = "nothing held"    # no reservation: nothing to cancel
+    RELEASE = "release"         # CLEAR it (``DiskDecision.refusal`` set: --force over one)
+    REFUSE = "refuse"           # leave it: ``DiskDecision.refusal`` says why
 
 
-def owners(keys: Iterable[int], online: Iterable[str], explicit: Mapping[int, str],
-           key_of: Callable[[str], int] = keymod.key_for_node) -> set[str]:
+@dataclass(frozen=True)
+class DiskDecision:
+    """What to do with one disk, and why."""
+
+    disk: str
+    action: Action
+    holder: str = ""                # the holder described ("" when nothing is held)
+    refusal: str | None = None      # why hamon refuses (kept when --force overrode it)
+    reregister: bool = False        # this node's key was registered: CLEAR drops it too
+    live_registrants: tuple[str, ...] = ()  # live nodes whose registration CLEAR drops
+
+    @property
+    def forced(self) -> bool:
+        return self.action is Action.RELEASE and self.refusal is not None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``hamon reservation cancel``'s decision: all disks or none."""
+
+    disks: tuple[DiskDecision, ...]
+
+    @property
+    def refusals(self) -> list[str]:
+        return [d.refusal for d in self.disks if d.refusal]
+
+    @property
+    def refused(self) -> bool:
+        """Refused as a whole: one refused disk leaves every disk as it is."""
+        return any(d.action is Action.REFUSE for d in self.disks)
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """What overrode hamon's own judgement, for HAMN953-W and the journal."""
+        return ("--force",) if any(d.forced for d in self.disks) else ()
+
+
+def owners(keys: Iterable[int], online: Iterable[str], explicit: Mapping[int, str]
+           ) -> set[str]:
     """The live nodes among the owners of ``keys``: derived keys (the current and the old
     derivation) and ``node_keys``."""
     keys = set(keys)
     online = set(online)
-    found = {n for n in online if key_of(n) in keys or keymod.legacy_key(n) in keys}
+    found = {n for n in online if keymod.key_for_node(n) in keys
+             or keymod.legacy_key(n) in keys}
     found |= {explicit[k] for k in keys if k in explicit and explicit[k] in online}
     return found
 
 
-def refusal(h: Holder, *, my_key: int, live: Liveness, explicit: Mapping[int, str],
-            describe: str, held_here: HeldHere,
-            key_of: Callable[[str], int] = keymod.key_for_node) -> str | None:
-    """Why cancelling ``h`` is refused, or None when it may be cancelled.
+def needs_here(facts: Facts, holders: Iterable[Holder]) -> bool:
+    """Whether the decision asks what runs on this node: this node's key holds a disk."""
+    return any(h.held and h.holder_keys & facts.own_keys for h in holders)
 
-    ``describe`` names the holder for the administrator (``0x... (node2)``);
-    ``held_here`` is called only when this node's own key holds the disk.
-    """
+
+def needs_node_keys(holders: Iterable[Holder]) -> bool:
+    """Whether the configured node_keys matter: a held disk with a key hamon did not
+    derive (the CIB is read only then)."""
+    return any(h.held and not all(keymod.is_hamon_key(k) for k in h.holder_keys)
+               for h in holders)
+
+
+def refusal(facts: Facts, h: Holder) -> str | None:
+    """Why cancelling ``h`` is refused, or None when it may be cancelled."""
     if not h.held:
         return None
-    holder_keys = h.holder_keys
-    mine = {my_key} | {k for k, n in explicit.items() if n == live.me}
-    others = holder_keys - mine
-    online = set() if live.unknown_why else set(live.online)
-    live_nodes = sorted(owners(others, online, explicit, key_of) - {live.me})
-    if holder_keys & mine:
-        here, why = held_here()
-        if here is None:
-            return (f"{h.disk} is held by this node's own key ({describe}), and {why}")
-        if here:
-            live_nodes.append(f"{live.me} (this node: {why})")
+    describe = facts.describe(h.key)
+    mine = facts.own_keys
+    others = h.holder_keys - mine
+    live_nodes = sorted(owners(others, facts.live, facts.explicit) - {facts.me})
+    if h.holder_keys & mine:
+        if facts.active_here is None:
+            return (f"{h.disk} is held by this node's own key ({describe}), and "
+                    f"{facts.here_why}")
+        if facts.active_here:
+            live_nodes.append(f"{facts.me} (this node: hamon_disk "
+                              f"{', '.join(facts.active_here)} active here)")
     if live_nodes:
         return (f"{h.disk} is held by {describe}, and {', '.join(live_nodes)} is a live "
                 "cluster node")
-    if others and live.unknown_why:
-        return f"{h.disk} is held by {describe}, and {live.unknown_why}"
-    if any(not keymod.is_hamon_key(k) and k not in explicit for k in others):
+    if others and facts.unknown_why:
+        return f"{h.disk} is held by {describe}, and {facts.unknown_why}"
+    if any(not keymod.is_hamon_key(k) and k not in facts.explicit for k in others):
         return (f"{h.disk} is held by {describe}: hamon cannot tell whether the node "
                 "behind that key is alive (the fence device's node_keys can name it)")
     return None
 
 
+def judge(facts: Facts, h: Holder) -> DiskDecision:
+    """One disk: release, refuse, or nothing to do (monscsiclr decides disk by disk)."""
+    if not h.held:
+        return DiskDecision(h.disk, Action.NOTHING)
+    why = refusal(facts, h)
+    keys = set(h.keys)
+    live = facts.live
+    registrants = ({n for n in live if keymod.key_for_node(n) in keys}
+                   | {n for k, n in facts.explicit.items() if k in keys and n in live})
+    return DiskDecision(h.disk, Action.REFUSE if why and not facts.force else Action.RELEASE,
+                        facts.describe(h.key), why, facts.my_key in keys,
+                        tuple(sorted(registrants)))
+
+
+def decide(facts: Facts, holders: Sequence[Holder]) -> Decision:
+    """``reservation cancel``: every disk judged; one refusal refuses the command."""
+    return Decision(tuple(judge(facts, h) for h in holders))
+
+
+# -- gathering the facts (bounded, through the one cluster adapter) -----------------------
+def ask_membership(timeout: float = cluster.TIMEOUT
+                   ) -> tuple[cluster.Membership | None, str]:
+    """Who is alive: (membership, "") or, when it cannot be trusted, (membership or
+    None, why). A partition without quorum cannot tell a dead node from a live one."""
+    try:
+        mem = cluster.membership(timeout)
+    except cluster.ClusterUnavailable as err:
+        return None, f"the cluster cannot be asked who is alive ({err})"
+    if mem.quorate is False:
+        return mem, ("this partition has no quorum: a node it sees as lost may be alive "
+                     "on the other side of a split")
+    return mem, ""
+
+
+def ask_here(me: str, timeout: float = cluster.TIMEOUT) -> tuple[tuple[str, ...] | None, str]:
+    """The hamon_disk resources active on this node: after a failure terminated this
+    node's OS, its key still holds the reservation when it boots again; that reservation
+    is stale exactly when none runs here. (None, why) when crm_mon cannot say."""
+    try:
+        return tuple(cluster.active_disk_resources(me, timeout)), ""
+    except cluster.ClusterUnavailable as err:
+        return None, f"crm_mon cannot say whether a hamon_disk resource runs here ({err})"
+
+
+# -- monscsiclr: the devices of a server alias ---------------------------------------------
 @dataclass(frozen=True)
 class AliasDevices:
     """The devices of a server alias, and where each set was configured."""

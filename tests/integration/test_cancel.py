@@ -1,8 +1,9 @@
 """``hamon reservation cancel`` against a real tgtd: the command run as an administrator
 runs it (a separate process), two iSCSI initiator names as two cluster nodes.
 
-"Alive" comes from ``--nodes-online`` (the documented test hook): the real cluster's
-membership is tested in the cluster tier's terms elsewhere and in the unit tier.
+"Alive" is what the cluster's tools say: ``crm_node``/``crm_mon`` answering as the test
+says, first on PATH (tests/fake_cluster.py); the real cluster's membership is tested in the
+cluster tier's terms elsewhere and in the unit tier.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hamon.lib.journal import Journal
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import ReservationType
+from tests.fake_cluster import fake_cluster
 from tests.integration.tgt import Tgt
 
 pytestmark = pytest.mark.integration
@@ -31,9 +33,14 @@ WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
 
 
-def hamon(*argv: str, journal: Path) -> subprocess.CompletedProcess[str]:
-    """The installed command's way in: a fresh interpreter, ``python -m hamon``."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), HAMON_JOURNAL=str(journal))
+def hamon(*argv: str, journal: Path, online: tuple[str, ...] = ("node1", "node2"),
+          offline: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """The installed command's way in: a fresh interpreter, ``python -m hamon``, with
+    a cluster in which ``online`` are alive and ``offline`` lost (node1 runs no
+    hamon_disk resource)."""
+    env = fake_cluster(journal.parent / "cluster", online, offline=offline, node="node1",
+                       env=dict(os.environ, PYTHONPATH=str(REPO),
+                                HAMON_JOURNAL=str(journal)))
     p = subprocess.run([sys.executable, "-m", "hamon", "--timeout", "5", *argv],
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
                        check=False)
@@ -69,12 +76,11 @@ def test_stale_key_of_a_dead_node_is_cancelled(tgt: Tgt, tmp_path: Path):
         d.close()
     j = tmp_path / "journal"
     p = hamon("--node", "node1", "--nodes", "node2", "reservation", "cancel",
-              ",".join(tgt.urls(1)), "--nodes-online", "node1", journal=j)
+              ",".join(tgt.urls(1)), journal=j, online=("node1",), offline=("node2",))
     assert p.returncode == 0, p.stderr
     assert f"reservation cancelled (was held by 0x{K2:x} (node2) WE-RO" in p.stdout
     assert "HAMN953-W The reservation of the shared disk was cancelled. (device name = " \
-           f"{tgt.url(1)}, previous holder = 0x{K2:x} (node2), by = node1 " \
-           "(--nodes-online node1))" in p.stderr  # who is alive was the caller's word
+           f"{tgt.url(1)}, previous holder = 0x{K2:x} (node2), by = node1)" in p.stderr
     st = status(tgt)
     assert not st.reservation.held
     assert K2 not in st.keys and K1 in st.keys  # node1's own registration restored
@@ -101,7 +107,7 @@ def test_refused_when_a_live_node_holds_it(tgt: Tgt, tmp_path: Path):
     before = status(tgt)
     j = tmp_path / "journal"
     p = hamon("--node", "node1", "reservation", "cancel", ",".join(tgt.urls(1)),
-              "--nodes-online", "node1,node2", journal=j)
+              journal=j, online=("node1", "node2"))
     assert p.returncode == 3
     (line,) = p.stderr.splitlines()
     assert line.startswith("hamon: refused: ")
@@ -116,12 +122,12 @@ def test_force_cancels_a_live_holder(tgt: Tgt, tmp_path: Path):
     node_holds(tgt, "node2")
     j = tmp_path / "journal"
     p = hamon("--node", "node1", "--json", "reservation", "cancel", ",".join(tgt.urls(1)),
-              "--nodes-online", "node1,node2", "--force", journal=j)
+              "--force", journal=j, online=("node1", "node2"))
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["forced"] is True and doc["disks"][0]["result"] == "cancelled"
-    assert "by = node1 (--force, --nodes-online node1,node2)" in p.stderr
-    assert doc["overrides"] == ["--force", "--nodes-online node1,node2"]
+    assert "by = node1 (--force))" in p.stderr
+    assert doc["overrides"] == ["--force"]
     assert not status(tgt).reservation.held
     assert Journal(str(j)).entries("cancel")[0]["forced"] is True
 
@@ -130,7 +136,7 @@ def test_cancel_through_the_path_that_still_works(tgt: Tgt, tmp_path: Path):
     node_holds(tgt, "node2")
     tgt.remove_portal(0)
     p = hamon("--node", "node1", "reservation", "cancel", ",".join(tgt.urls(1)),
-              "--nodes-online", "node1", journal=tmp_path / "journal")
+              journal=tmp_path / "journal", online=("node1",))
     assert p.returncode == 0, p.stderr
     assert f"cleared through {tgt.url(1, 1)}" in p.stdout
     assert not status(tgt).reservation.held
@@ -139,12 +145,12 @@ def test_cancel_through_the_path_that_still_works(tgt: Tgt, tmp_path: Path):
 def test_nothing_to_cancel_and_every_path_down(tgt: Tgt, tmp_path: Path):
     j = tmp_path / "journal"
     p = hamon("--node", "node1", "reservation", "cancel", ",".join(tgt.urls(2)),
-              "--nodes-online", "node1", journal=j)
+              journal=j, online=("node1",))
     assert p.returncode == 0 and "nothing to cancel" in p.stdout
     tgt.remove_portal(0)
     tgt.remove_portal(1)
     p = hamon("--node", "node1", "reservation", "cancel", ",".join(tgt.urls(2)),
-              "--nodes-online", "node1", journal=j)
+              journal=j, online=("node1",))
     assert p.returncode == 1
     (line,) = p.stderr.splitlines()
     assert "nothing was changed" in line

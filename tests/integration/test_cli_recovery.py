@@ -33,6 +33,7 @@ from hamon.lib.termination import (
     decide,
     failures_of,
 )
+from tests.fake_cluster import fake_cluster
 from tests.integration.tgt import Tgt
 
 pytestmark = pytest.mark.integration
@@ -42,9 +43,14 @@ WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
 
 
-def hamon(*argv: str, journal: Path, node: str = "node2") -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HAMON_JOURNAL=str(journal),
-               HAMON_DISKS_FILE=str(journal.parent / "no-disks-file"))
+def hamon(*argv: str, journal: Path, node: str = "node2", online: tuple[str, ...] = (),
+          here: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """``python -m hamon`` on ``node``, in a cluster where exactly ``online`` are alive
+    and ``here`` are the hamon_disk resources active on ``node`` (tests/fake_cluster.py)."""
+    env = fake_cluster(journal.parent / "cluster", online, node=node, here=here,
+                       env=dict(os.environ, PYTHONPATH=str(REPO),
+                                HAMON_JOURNAL=str(journal),
+                                HAMON_DISKS_FILE=str(journal.parent / "no-disks-file")))
     p = subprocess.run([sys.executable, "-m", "hamon", "--node", node, "--timeout", "5",
                         *argv], capture_output=True, text=True, env=env, cwd=REPO,
                        timeout=120, stdin=subprocess.DEVNULL, check=False)
@@ -104,8 +110,8 @@ def test_normal_termination_recover_cancel_recover_status(tgt: Tgt, tmp_path: Pa
     assert f"held now by 0x{K1:x} (node1) (WE-RO)" in out
     assert f"run: hamon reservation cancel {tgt.url(1)}" in out
 
-    p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), "--nodes-online", "node2",
-              journal=journal)
+    p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), journal=journal,
+              online=("node2",))
     assert p.returncode == 0, p.stderr
     assert "HAMN953-W" in p.stderr and "previous holder = " f"0x{K1:x} (node1)" in p.stderr
 
@@ -153,16 +159,18 @@ def test_torn_newest_entry_makes_step4_a_check(tgt: Tgt, tmp_path: Path):
 
 def test_the_rebooted_node_cancels_its_own_stale_reservation(tgt: Tgt, tmp_path: Path):
     """Where the journal is: on node1, booted again after the termination. Its own key
-    holds the disk; it runs no hamon_disk (not among --nodes-online' running nodes)."""
+    holds the disk; whether a hamon_disk resource runs there decides."""
     journal = fail_during_termination(tgt, tmp_path, TerminationKind.NORMAL)
     p = hamon("recover", journal=journal, node="node1")
     assert p.returncode == 0 and "Step 4. Cancel the reservation  [TO DO]" in p.stdout
-    p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), "--nodes-online", "node1",
-              journal=journal, node="node1")
-    assert p.returncode == 3  # listed as running: refused, nothing changed
-    assert "node1 (this node: listed in --nodes-online) is a live cluster node" in p.stderr
-    p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), "--nodes-online", "node2",
-              journal=journal, node="node1")
+    p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), journal=journal,
+              node="node1", online=("node1", "node2"), here=("shared-disk",))
+    assert p.returncode == 3  # a hamon_disk runs here: refused, nothing changed
+    assert "node1 (this node: hamon_disk shared-disk active here) is a live cluster node" \
+        in p.stderr
+    assert tgt.observe([1], timeout=5)[0].reservation.key == K1  # an observer reads it
+    p = hamon("reservation", "cancel", ",".join(tgt.urls(1)), journal=journal,
+              node="node1", online=("node1", "node2"))
     assert p.returncode == 0, p.stderr
     assert f"previous holder = 0x{K1:x} (node1), by = node1" in p.stderr
     p = hamon("recover", journal=journal, node="node1")

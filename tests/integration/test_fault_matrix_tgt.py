@@ -28,6 +28,7 @@ from hamon.lib import keys as keymod
 from hamon.lib.journal import Journal
 from hamon.lib.scsi.sense import SenseKey
 from hamon.lib.sim import FaultKind, FaultRule
+from tests.fake_cluster import fake_cluster
 from tests.faultproxy import FaultProxy
 from tests.integration.tgt import Tgt
 
@@ -307,11 +308,14 @@ def test_fence_status(san, fault, extent):
 
 
 # ------------------------------------------------------------------------- the CLI
-def hamon(*args: str) -> Run:
+def hamon(*args: str, cluster_dir: Path | None = None) -> Run:
+    """``python -m hamon``; with ``cluster_dir``, in a cluster where node2 alone is alive
+    (tests/fake_cluster.py)."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP), **CLUSTER}
+    if cluster_dir is not None:
+        env = fake_cluster(cluster_dir, ["node2"], offline=["node1"], node="node2", env=env)
     p = subprocess.run([PYTHON, "-m", "hamon", "--timeout", "1", *args], cwd=TOP,
-                       capture_output=True, text=True, timeout=60, check=False,
-                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TOP),
-                            **CLUSTER})
+                       capture_output=True, text=True, timeout=60, check=False, env=env)
     return Run(p.returncode, p.stdout, p.stderr)
 
 
@@ -392,8 +396,8 @@ def test_cli_cancel(san, tmp_path, fault, extent):
     _hold(san, tmp_path, urls)
     san.inject(fault, ports)
     r = hamon("--node", "node2", "--nodes", "node1,node2", "reservation", "cancel",
-              ",".join(urls), "--nodes-online", "node2", "--journal",
-              str(tmp_path / "cancel.journal"))
+              ",".join(urls), "--journal", str(tmp_path / "cancel.journal"),
+              cluster_dir=tmp_path / "cluster")
     san.clear()
     assert "Traceback" not in r.stderr
     if len(ports) < paths:

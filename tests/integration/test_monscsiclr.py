@@ -22,6 +22,7 @@ from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import ReservationType
+from tests.fake_cluster import fake_cluster
 from tests.faultproxy import FaultKind, FaultProxy, FaultRule
 from tests.integration.tgt import Tgt
 
@@ -57,8 +58,11 @@ def rig(tgt_factory, tmp_path) -> Iterator[tuple[Tgt, FaultProxy, Path, list[str
         proxy.stop()
 
 
-def monscsiclr(disks: Path, journal: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HAMON_JOURNAL=str(journal))
+def monscsiclr(disks: Path, journal: Path, *argv: str, online: tuple[str, ...] = ("node1",)
+               ) -> subprocess.CompletedProcess[str]:
+    """``python -m hamon monscsiclr`` on node1, where exactly ``online`` are alive."""
+    env = fake_cluster(journal.parent / "cluster", online, node="node1",
+                       env=dict(os.environ, PYTHONPATH=str(REPO), HAMON_JOURNAL=str(journal)))
     p = subprocess.run([sys.executable, "-m", "hamon", "--timeout", "3", "--node", "node1",
                         "monscsiclr", *argv, "--disks-file", str(disks), "--no-cib"],
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
@@ -76,7 +80,7 @@ def test_one_device_fails_the_others_are_released_and_the_exit_says_so(rig, tmp_
     t, proxy, disks, svc = rig
     journal = tmp_path / "journal"
     proxy.set_rules(FaultRule(FaultKind.CHECK_CONDITION, opcode=PR_OUT))
-    p = monscsiclr(disks, journal, "svc", "--nodes-online", "node1")
+    p = monscsiclr(disks, journal, "svc")
     lines = p.stdout.splitlines()
     assert p.returncode == 1, p.stdout + p.stderr
     assert lines[0] == "KAMN107-I The monscsiclr command started. (server: svc)"
@@ -95,7 +99,7 @@ def test_one_device_fails_the_others_are_released_and_the_exit_says_so(rig, tmp_
 
     # the path works again: the failed device is released, LUN 1 stays free -> exit 0
     proxy.clear_rules()
-    p = monscsiclr(disks, journal, "svc", "--nodes-online", "node1", "--json")
+    p = monscsiclr(disks, journal, "svc", "--json")
     out = json.loads(p.stdout)
     assert p.returncode == 0, p.stdout + p.stderr
     assert out["result"] == "SUCCESS" and [d["released"] for d in out["devices"]] == \
@@ -105,7 +109,7 @@ def test_one_device_fails_the_others_are_released_and_the_exit_says_so(rig, tmp_
 
 def test_a_live_holder_is_refused_per_device_and_nothing_changes(rig, tmp_path):
     t, _, disks, svc = rig
-    p = monscsiclr(disks, tmp_path / "journal", "svc", "--nodes-online", "node1,node2")
+    p = monscsiclr(disks, tmp_path / "journal", "svc", online=("node1", "node2"))
     assert p.returncode == 1
     lines = p.stdout.splitlines()
     assert [ln.split()[0] for ln in lines] == ["KAMN107-I", "FAILED", "FAILED", "KAMN108-I"]
@@ -118,6 +122,6 @@ def test_a_live_holder_is_refused_per_device_and_nothing_changes(rig, tmp_path):
 
 def test_an_unknown_alias_is_a_usage_error_naming_the_known_ones(rig, tmp_path):
     _, _, disks, _ = rig
-    p = monscsiclr(disks, tmp_path / "journal", "nosuch", "--nodes-online", "node1")
+    p = monscsiclr(disks, tmp_path / "journal", "nosuch")
     assert p.returncode == 2 and "'nosuch'" in p.stderr and "other, svc" in p.stderr
     assert "KAMN107" not in p.stdout

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.recovery import kernel_log
 from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
-from hamon.lib.transport.iscsi import parse_iscsi_url
+from hamon.lib.transport.iscsi_url import parse_iscsi_url
 
 TARGET = "iqn.2026-11.org.hamon:sim"
 K1, K2, K3 = (keymod.key_for_node(n) for n in ("node1", "node2", "node3"))
@@ -86,8 +88,7 @@ class San:
 @pytest.fixture
 def san(monkeypatch, tmp_path) -> San:
     s = San()
-    monkeypatch.setattr(cli, "_resolver", lambda args, initiator=None: s.resolver(
-        initiator or args.initiator or default_initiator(cli._node(args)), args.timeout))
+    monkeypatch.setattr(sys.modules[__name__], "RESOLVER", s.resolver)
     monkeypatch.setattr(cluster, "membership", no_cluster)
     monkeypatch.setattr(cluster, "run", lambda argv, timeout: (127, "", f"{argv[0]}: absent"))
     monkeypatch.setattr(kernel_log, "kernel_messages", lambda devs, around=None, **kw: {})
@@ -95,6 +96,23 @@ def san(monkeypatch, tmp_path) -> San:
     monkeypatch.setenv("HAMON_DISKS_FILE", str(tmp_path / "disks"))
     monkeypatch.setattr(failback.subprocess, "run", forbidden)
     return s
+
+
+#: The resolver factory every ``run`` gives the command: the san fixture's in-memory SAN
+#: (hamon.cli.main's public seam, ``resolver_factory``).
+RESOLVER: cli.ResolverFactory | None = None
+
+
+def cluster_says(monkeypatch, online: str, *, here: Sequence[str] = (),
+                 quorate: bool | None = True) -> None:
+    """Inject what the cluster says (hamon.lib.cluster, the one adapter): exactly the
+    nodes of ``online`` (a comma list) are alive, ``here`` the hamon_disk resources active
+    on this node."""
+    nodes = dict.fromkeys(split_operands(online), True)
+    monkeypatch.setattr(cluster, "membership", lambda timeout=0, runner=None:
+                        cluster.Membership(nodes, quorate, "crm_node -l"))
+    monkeypatch.setattr(cluster, "active_disk_resources",
+                        lambda node, timeout=0, runner=None: list(here))
 
 
 def no_cluster(timeout: float = 0, runner: Any = None) -> cluster.Membership:
@@ -115,7 +133,7 @@ def emitted():
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     try:
-        rc = cli.main(["--node", "node1", *argv])
+        rc = cli.main(["--node", "node1", *argv], resolver_factory=RESOLVER)
     except SystemExit as ex:  # argparse's own usage errors
         rc = int(ex.code or 0)
     out, err = capsys.readouterr()
@@ -372,13 +390,13 @@ def state(san: San, lun: int = 1) -> tuple[Any, list[int]]:
     return lu.holder, sorted(lu.keys())
 
 
-def test_cancel_stale_key_of_a_dead_node(san, tmp_path, capsys, emitted):
+def test_cancel_stale_key_of_a_dead_node(san, tmp_path, capsys, emitted, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     hold(san, "node2")
     assert rsv.register(san.node("node1"), K1).ok  # node1 is unfenced (registered)
     url = san.url(1, 1)  # node2's failure is on record: that is how node2 is named
     journal(tmp_path).append("failure", **failure_entry(url, "iscsi", "normal", paths=(url,)))
-    rc, out, err = run(capsys, "reservation", "cancel", san.urls(1),
-                       "--nodes-online", "node1")
+    rc, out, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 0, err
     assert f"reservation cancelled (was held by 0x{K2:x} (node2) WE-RO" in out
     holder, keys = state(san)
@@ -386,20 +404,20 @@ def test_cancel_stale_key_of_a_dead_node(san, tmp_path, capsys, emitted):
     assert keys == [K1, K1]  # node2's key gone; node1's own registration restored
     (m,) = [m for m in emitted if m.id == "HAMN953"]
     assert m.full_id == "HAMN953-W" and m.fields["holder"] == f"0x{K2:x} (node2)"
-    # --nodes-online overrode the cluster's word on who is alive: that is on record
-    assert m.fields["by"] == "node1 (--nodes-online node1)"
+    assert m.fields["by"] == "node1"  # the cluster's word, nothing overridden
     assert m.fields["device"] == san.url(1, 1)
     (e,) = journal(tmp_path).entries("cancel")
-    assert e["node"] == "node1" and e["forced"] is True
-    assert e["overrides"] == ["--nodes-online node1"]
+    assert e["node"] == "node1" and e["forced"] is False
+    assert e["overrides"] == []
     assert e["disks"][0]["holder_node"] == "node2" and e["disks"][0]["reregistered"]
 
 
-def test_cancel_refused_when_a_live_node_holds_it(san, tmp_path, capsys, emitted):
+def test_cancel_refused_when_a_live_node_holds_it(san, tmp_path, capsys, emitted,
+                                                  monkeypatch):
+    cluster_says(monkeypatch, "node1,node2")
     hold(san, "node2")
     before = state(san)
-    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1),
-                     "--nodes-online", "node1,node2")
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 3
     line = one_line(err)
     assert f"held by 0x{K2:x} (node2), and node2 is a live cluster node" in line
@@ -478,17 +496,20 @@ def test_cancel_own_reservation_when_crm_mon_cannot_say(san, capsys, monkeypatch
         in one_line(err)
 
 
-@pytest.mark.parametrize("online,rc", [("node1", 3), ("", 0), ("node2", 0)])
-def test_cancel_own_reservation_with_the_hook(san, capsys, online, rc):
+@pytest.mark.parametrize("online,here,rc", [("node1", ["db-disk"], 3), ("node1", [], 0),
+                                            ("node1,node2", [], 0), ("node2", [], 0)])
+def test_cancel_own_reservation_by_what_runs_here(san, capsys, monkeypatch, online, here,
+                                                  rc):
+    cluster_says(monkeypatch, online, here=here)
     hold(san, "node1")
-    assert run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", online)[0] \
-        == rc
+    assert run(capsys, "reservation", "cancel", san.urls(1))[0] == rc
+    assert (state(san)[0] is None) is (rc == 0)
 
 
-def test_cancel_refused_for_a_foreign_key(san, capsys):
+def test_cancel_refused_for_a_foreign_key(san, capsys, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     hold(san, "node2", key=0x1234)
-    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1),
-                     "--nodes-online", "node1")
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 3
     assert "0x1234 (not a hamon-derived key): hamon cannot tell" in one_line(err)
     assert "node_keys" in one_line(err)
@@ -504,9 +525,9 @@ NODE_KEYS_CIB = ('<resources><primitive id="fence" class="stonith" type="fence_h
 def test_cancel_explicit_keys_named_by_node_keys(san, capsys, monkeypatch, emitted,
                                                  online, rc):
     monkeypatch.setattr(cluster, "run", lambda argv, t: (0, NODE_KEYS_CIB, ""))
+    cluster_says(monkeypatch, online)
     hold(san, "node2", key=0x1002)
-    got, out, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online",
-                        online)
+    got, out, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert got == rc
     if rc == 0:
         assert "was held by 0x1002 (node2) WE-RO" in out
@@ -516,46 +537,51 @@ def test_cancel_explicit_keys_named_by_node_keys(san, capsys, monkeypatch, emitt
         assert "held by 0x1002 (node2), and node2 is a live cluster node" in one_line(err)
 
 
-def test_cancel_nothing_held(san, tmp_path, capsys, emitted):
+def test_cancel_nothing_held(san, tmp_path, capsys, emitted, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     assert rsv.register(san.node("node2"), K2).ok
-    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1")
+    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 0 and "no reservation is held: nothing to cancel" in out
     assert state(san)[1] == [K2, K2]  # registrations are left alone
     assert not emitted and journal(tmp_path).entries("cancel") == []
 
 
-def test_cancel_notes_live_registrations_it_cleared(san, capsys):
+def test_cancel_notes_live_registrations_it_cleared(san, capsys, monkeypatch):
+    cluster_says(monkeypatch, "node1,node3")
     hold(san, "node2")
     assert rsv.register(san.node("node3"), K3).ok
-    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1),
-                     "--nodes-online", "node1,node3")
+    rc, out, _ = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 0
     assert "registration of live node node3 was cleared too; restore it with: " \
            "stonith_admin --unfence node3" in out
     assert state(san) == (None, [])  # node1 was not registered: nothing restored
 
 
-def test_cancel_json(san, capsys):
+def test_cancel_json(san, capsys, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     hold(san, "node2")
-    rc, out, _ = run(capsys, "--json", "reservation", "cancel", san.urls(1),
-                     "--nodes-online", "node1")
+    rc, out, _ = run(capsys, "--json", "reservation", "cancel", san.urls(1))
     doc = json.loads(out)
     assert rc == 0 and doc["disks"][0]["result"] == "cancelled"
     assert doc["disks"][0]["keys_before"] == [f"0x{K2:x}"]
+    assert doc["disks"][0]["holder"] == f"0x{K2:x}" and doc["disks"][0]["type"] == "WE-RO"
+    assert doc["forced"] is False and doc["overrides"] == []
 
 
-def test_cancel_no_path_answers(san, capsys):
+def test_cancel_no_path_answers(san, capsys, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     san.luns[1].fail_port(1)
     san.luns[1].fail_port(2)
-    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1")
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1))
     assert rc == 1
     assert "cannot read the reservation through any path" in one_line(err)
 
 
-def test_cancel_journal_unwritable(san, tmp_path, capsys):
+def test_cancel_journal_unwritable(san, tmp_path, capsys, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     hold(san, "node2")
     (tmp_path / "file").write_text("")
-    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1",
+    rc, _, err = run(capsys, "reservation", "cancel", san.urls(1),
                      "--journal", str(tmp_path / "file" / "journal"))
     assert rc == 1
     assert one_line(err).startswith("hamon: reservation cancelled, but the journal could "
@@ -563,12 +589,13 @@ def test_cancel_journal_unwritable(san, tmp_path, capsys):
     assert state(san)[0] is None
 
 
-def test_recover_after_cancel_reports_step4_done(san, tmp_path, capsys):
+def test_recover_after_cancel_reports_step4_done(san, tmp_path, capsys, monkeypatch):
+    cluster_says(monkeypatch, "node1")
     hold(san, "node2")
     url = san.url(1, 1)
     journal(tmp_path).append("failure", **failure_entry(url, "iscsi", "normal", paths=(url,),
                                                         wwid=san.luns[1].wwid))
-    assert run(capsys, "reservation", "cancel", san.urls(1), "--nodes-online", "node1")[0] == 0
+    assert run(capsys, "reservation", "cancel", san.urls(1))[0] == 0
     rc, out, _ = run(capsys, "recover", url)
     assert rc == 0
     assert "Step 4. Cancel the reservation  [done]" in out
@@ -596,16 +623,16 @@ def test_usage_errors_are_one_line_exit_2(san, capsys, argv, why):
 
 
 def test_internal_error_is_one_line(san, capsys, monkeypatch):
-    def boom(args):
+    def boom(node):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(cli, "cmd_key", boom)
+    monkeypatch.setattr(keymod, "parts", boom)
     rc, _, err = run(capsys, "key")
     assert rc == 1
     assert one_line(err).startswith("hamon: internal error: KeyError")
     monkeypatch.setenv("HAMON_DEBUG", "1")
     with pytest.raises(KeyError):
-        cli.main(["key"])
+        cli.main(["--node", "node1", "key"])
 
 
 def test_options_before_the_command_are_kept(san, capsys):
@@ -632,10 +659,10 @@ def test_monscsiclr_takes_the_devices_of_the_alias_from_the_cib(san, tmp_path, c
            f'<instance_attributes id="o"><nvpair id="p" name="dmmp_device" '
            f'value="{san.urls(2)}"/></instance_attributes></primitive></resources>')
     monkeypatch.setattr(cluster, "run", lambda argv, t: (0, cib, ""))
+    cluster_says(monkeypatch, "node1")
     hold(san, "node2", lun=1)
     hold(san, "node2", lun=2)
-    rc, out, _ = run(capsys, "--node", "node1", "monscsiclr", "svc", "--nodes-online",
-                     "node1")
+    rc, out, _ = run(capsys, "--node", "node1", "monscsiclr", "svc")
     assert rc == 0, out
     assert out.splitlines() == [
         "KAMN107-I The monscsiclr command started. (server: svc)",
@@ -643,6 +670,5 @@ def test_monscsiclr_takes_the_devices_of_the_alias_from_the_cib(san, tmp_path, c
         "KAMN108-I The monscsiclr command ended. (result: SUCCESS, server: svc)"]
     assert san.luns[1].holder is None and not san.luns[1].registrations   # released
     assert san.luns[2].registrations[san.luns[2].holder] == K2   # alias "other": kept
-    rc, _, err = run(capsys, "--node", "node1", "monscsiclr", "nosuch", "--nodes-online",
-                     "node1")
+    rc, _, err = run(capsys, "--node", "node1", "monscsiclr", "nosuch")
     assert rc == 2 and "known: other, svc" in err
