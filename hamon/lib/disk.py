@@ -75,6 +75,7 @@ class Path:
     state: PathState = PathState.UNKNOWN
     reason: str = ""
     code: str = ""   # HA Monitor's details code of the fault (OPEN, IOCTL, IO-ERR)
+    path_id: str | None = None  # the multipath software's own id of the path (HDLM PathID)
     _transport: Transport | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

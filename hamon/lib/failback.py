@@ -18,7 +18,6 @@ Every command runs with a time bound; a hung multipathd must not hang the recove
 """
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 from collections.abc import Callable, Iterable
@@ -27,8 +26,6 @@ from typing import Protocol
 
 COMMAND_TIMEOUT = 30.0
 
-_PATH_ID = re.compile(r"PathID (\w+)")
-
 
 class PathView(Protocol):
     """What failback needs to know of a path (``hamon.lib.recovery.observed.PathNow`` fits)."""
@@ -36,6 +33,7 @@ class PathView(Protocol):
     name: str
     os_state: str | None
     os_failed: bool
+    path_id: str | None          # the multipath software's own id (HDLM PathID)
 
     @property
     def answers(self) -> bool: ...
@@ -74,13 +72,6 @@ def dmmp_reinstate(path: str) -> tuple[str, ...]:
     return ("multipathd", "reinstate", "path", path.rsplit("/", 1)[-1])
 
 
-def hdlm_path_id(os_state: str | None) -> str | None:
-    """HDLM's PathID, from the path state hamon's HDLM discovery records
-    (``HDLM Offline(C) (PathID 000001)``)."""
-    m = _PATH_ID.search(os_state or "")
-    return m.group(1) if m else None
-
-
 def hdlm_online(path_id: str, dlnkmgr: str = "dlnkmgr") -> tuple[str, ...]:
     return (dlnkmgr, "online", "-pathid", path_id, "-s")
 
@@ -113,7 +104,7 @@ def assess(disk: str, kind: str, paths: Iterable[PathView],
             commands.append(Command(disk, p.name, dmmp_reinstate(p.name),
                                     f"answers again, multipathd has it {p.os_state}"))
         elif kind == "hdlm":
-            pid = hdlm_path_id(p.os_state)
+            pid = p.path_id      # as dlnkmgr view -path listed it (multipath/hdlm.py)
             if pid is None:
                 unknown.append(f"{p.name}: HDLM PathID unknown; find it with "
                                "dlnkmgr view -path, then dlnkmgr online -pathid N")

@@ -64,7 +64,8 @@ class San:
             else:
                 state = f"running, dm {'failed' if bad else 'active'}"
             paths.append(Path(dev, lambda p=port, d=dev: SimTransport(
-                path=d, lun=lun, initiator=initiator, port=p), os_state=state, os_failed=bad))
+                path=d, lun=lun, initiator=initiator, port=p), os_state=state, os_failed=bad,
+                path_id=f"00000{port - 1}" if name == HDLM else None))
         return Disk(name, DiskKind.HDLM if name == HDLM else DiskKind.DMMP, paths, lun.wwid)
 
     def resolver(self, initiator: str, timeout: float = 10.0) -> Resolver:

@@ -273,8 +273,8 @@ def test_step3_dmmp_all_active_is_done(tmp_path):
 def test_step3_hdlm_uses_dlnkmgr_online_with_the_path_id(tmp_path):
     sel = sel_for(tmp_path, ("failure", failure(kind="hdlm", disk="/dev/sddlmaa")))
     now = DiskNow("/dev/sddlmaa", "hdlm", None, (
-        PathNow("/dev/sdb", "up", "", "HDLM Online (PathID 000000)"),
-        PathNow("/dev/sdc", "up", "", "HDLM Offline(E) (PathID 000001)", True)))
+        PathNow("/dev/sdb", "up", "", "HDLM Online (PathID 000000)", path_id="000000"),
+        PathNow("/dev/sdc", "up", "", "HDLM Offline(E) (PathID 000001)", True, "000001")))
     plan = build(sel, [now], dlnkmgr="/opt/DynamicLinkManager/bin/dlnkmgr")
     assert [c.shell for c in plan.step(3).commands] == [
         "/opt/DynamicLinkManager/bin/dlnkmgr online -pathid 000001 -s"]

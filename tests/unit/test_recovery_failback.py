@@ -14,9 +14,6 @@ def cp(rc: int, out: str = "", err: str = "") -> subprocess.CompletedProcess[str
 def test_commands_are_the_vendors_own():
     assert failback.dmmp_reinstate("/dev/sdc") == ("multipathd", "reinstate", "path", "sdc")
     assert failback.hdlm_online("000001") == ("dlnkmgr", "online", "-pathid", "000001", "-s")
-    assert failback.hdlm_path_id("HDLM Offline(C) (PathID 000001)") == "000001"
-    assert failback.hdlm_path_id("running") is None
-    assert failback.hdlm_path_id(None) is None
 
 
 def test_assess_offers_only_recovered_paths():
@@ -58,3 +55,40 @@ def test_run_reports_each_result_and_goes_on_after_a_failure():
     assert "No such file" in rs[4].output
     assert all(t == 7 for _, t in calls) and len(calls) == 5
     assert rs[0].as_dict()["command"] == "multipathd reinstate path sdb"
+
+
+def test_hdlm_command_uses_the_path_id_carried_as_data():
+    """The PathID travels as a field, never read back out of the text shown to people."""
+    paths = [PathNow("/dev/sdb", "up", "", "HDLM Online (PathID 000000)", False, "000000"),
+             PathNow("/dev/sdc", "up", "", "HDLM Offline(E) (PathID 000007)", True, "000001")]
+    a = failback.assess("/dev/sddlmaa", "hdlm", paths, dlnkmgr="/opt/x/dlnkmgr")
+    assert [c.argv for c in a.commands] == [("/opt/x/dlnkmgr", "online", "-pathid", "000001",
+                                            "-s")]
+    assert a.commands[0].path == "/dev/sdc" and a.active == ("/dev/sdb",)
+    # a PathID in the state text alone is not data: no command, the way to find it said
+    text_only = [PathNow("/dev/sdc", "up", "", "HDLM Offline(E) (PathID 000001)", True)]
+    b = failback.assess("/dev/sddlmaa", "hdlm", text_only)
+    assert b.commands == () and "dlnkmgr view -path" in b.unknown[0]
+
+
+def test_hdlm_discovery_puts_each_path_id_on_its_path(monkeypatch):
+    from hamon.lib.disk import Path
+    from hamon.lib.multipath import hdlm
+    from hamon.lib.recovery.observed import disk_now
+    from tests.unit.test_disk_resolve import HDLM_VIEW
+
+    monkeypatch.setattr(hdlm, "dlnkmgr", lambda: "/opt/x/dlnkmgr")
+    monkeypatch.setattr(hdlm.subprocess, "run", lambda argv, **kw: cp(0, HDLM_VIEW))
+    monkeypatch.setattr(hdlm.sysfs, "block_for_hctl",
+                        lambda hctl: {"0:0:0:1": "/dev/sdb", "1:0:0:1": "/dev/sdc"}[hctl])
+
+    class Opener:
+        def open_sgio(self, dev):
+            raise AssertionError("no path is opened to discover the paths")
+
+    disk = hdlm.resolve("/dev/sddlmaa", Opener())  # type: ignore[arg-type]
+    assert [(p.name, p.path_id, p.os_failed) for p in disk.paths] == [
+        ("/dev/sdb", "000000", False), ("/dev/sdc", "000001", True)]
+    assert isinstance(disk.paths[0], Path)
+    now = disk_now(disk)                              # what hamon recover works from
+    assert [p.path_id for p in now.paths] == ["000000", "000001"]

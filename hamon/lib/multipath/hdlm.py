@@ -3,7 +3,8 @@
 HDLM names a path ``HostPort.Bus.TargetID.HLU`` in hex: the SCSI address of the sd device
 that is that path. hamon sends PR commands through each of those sd devices (SG_IO), so
 every path holds the key, and reports HDLM's own status (Online, Offline(C), Offline(E),
-Online(E)...) next to its own check. Failback is ``dlnkmgr online -pathid N``.
+Online(E)...) next to its own check. Failback is ``dlnkmgr online -pathid N``: each
+path carries its PathID as data (``Path.path_id``); the state text shows it to people.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def resolve(devnode: str, resolver: PathOpener) -> Disk:
         label = dev or f"{r.path_name}"
         opener = (lambda d=dev: resolver.open_sgio(d)) if dev else _missing(devnode, r)
         paths.append(Path(label, opener, os_state=f"HDLM {r.status} (PathID {r.path_id})",
-                          os_failed=not r.online))
+                          os_failed=not r.online, path_id=r.path_id))
     return Disk(devnode, DiskKind.HDLM, paths)
 
 

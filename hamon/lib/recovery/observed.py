@@ -29,6 +29,7 @@ class PathNow:
     reason: str = ""
     os_state: str | None = None  # sysfs / multipathd / HDLM
     os_failed: bool = False
+    path_id: str | None = None   # the multipath software's id of it (HDLM PathID)
 
     @property
     def answers(self) -> bool:
@@ -70,8 +71,8 @@ def _fmt(key: int | None) -> str | None:
 
 def disk_now(disk: Disk, status: DiskResult | None = None) -> DiskNow:
     """Adapter from a checked :class:`~hamon.lib.disk.Disk` and its read_status result."""
-    paths = tuple(PathNow(p.name, str(p.state), p.reason, p.os_state, p.os_failed)
-                  for p in disk.paths)
+    paths = tuple(PathNow(p.name, str(p.state), p.reason, p.os_state, p.os_failed,
+                          p.path_id) for p in disk.paths)
     res = err = None
     if status is not None:
         if status.ok:
