@@ -4,6 +4,8 @@
 #   make uninstall
 #   make install-dev        the same agents, but importing hamon from this checkout
 #                           (what the cluster tier and a developer use)
+#   make docs               regenerate metadata/, man/ and docs/messages.md from the agents
+#                           (tools/gen-docs; `make docs-check` only compares)
 #
 # The agents run with Debian's /usr/bin/python3 (fencing.py and ocf.py are installed for
 # it). They find the hamon package through @HAMON_PYTHONPATH@, substituted here, the way
@@ -27,7 +29,7 @@ AGENT_FILES = fence_hamon_scsi:$(SBINDIR)/fence_hamon_scsi \
               monscsiclr:$(SBINDIR)/monscsiclr
 MAN_PAGES   = $(wildcard man/*.[0-9])
 
-.PHONY: install install-dev uninstall test demo lint
+.PHONY: install install-dev uninstall test demo lint docs docs-check
 
 install: PYPATH = $(LIBDIR)
 install: install-agents
@@ -68,3 +70,9 @@ demo:
 
 lint:
 	.venv/bin/ruff check .
+
+docs:
+	$(PYTHON) tools/gen-docs
+
+docs-check:
+	$(PYTHON) tools/gen-docs --check

@@ -7,7 +7,7 @@ is something else here (a directory, a FIFO, a regular file left by a mistyped `
 ``/dev/null``, a loop device, a partition), is a fault of this node, OCF_ERR_INSTALLED,
 as resource-agents' Filesystem answers for "not a block device": the resource may run on
 another node whose ``/dev/sdb`` is the disk. A value that cannot name a disk anywhere is
-the caller's OCF_ERR_CONFIGURED (:class:`hamon.disk_agent.ConfigError`), not ours.
+the caller's OCF_ERR_CONFIGURED (:class:`hamon.agents.disk.settings.ConfigError`), not ours.
 
 What counts as a shared SCSI disk: a block device that sysfs shows under a SCSI device
 (``/dev/sdX``), a device-mapper map (``/dev/mapper/NAME``, ``/dev/dm-N``; the resolver

@@ -1,4 +1,4 @@
-"""hamon_disk's DiskAgent on the in-memory target: the seed's rules, takeover, monitor.
+"""hamon_disk's actions on the in-memory target: the seed's rules, takeover, monitor.
 
 The helpers (Storage, Node, two_nodes) are imported by the other test_disk_agent_* files.
 
@@ -14,15 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from hamon.disk_agent import ConfigError, DiskAgent, parse_settings
+from hamon.agents.disk.context import DiskAgent
+from hamon.agents.disk.monitor import monitor
+from hamon.agents.disk.settings import ConfigError, parse_settings
+from hamon.agents.disk.start import start
+from hamon.agents.disk.stop import stop
 from hamon.lib import keys as keymod
 from hamon.lib import messages
-from hamon.lib import pacemaker as pcmk
 from hamon.lib import reservation as rsv
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
 from hamon.lib.multipath.resolve import Resolver
-from hamon.lib.pacemaker import Detection, ExitStatus
+from hamon.lib.pacemaker import attributes
+from hamon.lib.pacemaker.ocf_call import ExitStatus
+from hamon.lib.pacemaker.termination_kind import Detection
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
@@ -115,7 +120,7 @@ class Node:
             terminator=OsTerminator(OsAction(self.os_action),
                                     dry_run_file=None if self.os_action == "none"
                                     else str(self.dry_run)),
-            journal=self.journal, attributes=pcmk.Attributes(node=self.name,
+            journal=self.journal, attributes=attributes.Attributes(node=self.name,
                                                              runner=self.attrs),
             detect=lambda: Detection(self.kind, f"test: {self.kind}"),
             # the cluster's members (crm_node -l): node3 is one that runs no resource
@@ -124,13 +129,13 @@ class Node:
         return DiskAgent(s, **kw)  # type: ignore[arg-type]
 
     def start(self) -> int:
-        return self.agent().start()
+        return start(self.agent())
 
     def stop(self) -> int:
-        return self.agent().stop()
+        return stop(self.agent())
 
     def monitor(self, probe: bool = False) -> int:
-        return self.agent().monitor(probe=probe)
+        return monitor(self.agent(), probe=probe)
 
 
 def two_nodes(tmp: Path, storage: Storage, **params: str) -> tuple[Node, Node]:
@@ -236,7 +241,7 @@ def test_start_refuses_a_foreign_holder_and_preempts_nothing(tmp_path, captured)
     for d in other:
         d.close()
     agent = n1.agent()
-    assert agent.start() == ExitStatus.ERR_GENERIC
+    assert start(agent) == ExitStatus.ERR_GENERIC
     assert f"key 0x{FOREIGN:x}" in agent.reason and "Nothing was preempted" in agent.reason
     assert "hamon reservation cancel" in agent.reason and "monscsiclr shared-disk" in \
         agent.reason
@@ -310,7 +315,7 @@ def test_start_with_some_paths_failed_goes_on_and_every_path_failed_fails(tmp_pa
     captured.clear()
     st.fail(1)
     a = n1.agent()
-    assert a.start() == ExitStatus.ERR_GENERIC
+    assert start(a) == ExitStatus.ERR_GENERIC
     assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN955-E"]
     assert "switchover fails" in a.reason
     assert not n1.dry_run.exists()                      # §7.5.10: no OS termination
@@ -364,7 +369,7 @@ def test_stop_with_one_of_two_paths_failed_completes_and_removes_every_registrat
     st.fail(2)
     captured.clear()
     a = n1.agent()
-    assert a.stop() == ExitStatus.SUCCESS, a.reason
+    assert stop(a) == ExitStatus.SUCCESS, a.reason
     assert ids(captured) == ["HAMN952-I", "KAMN725-W"]
     assert "mpath" not in captured[1].text
     assert not n1.dry_run.exists()
@@ -395,7 +400,7 @@ def test_stop_with_every_path_failed_journals_durably_then_terminates(tmp_path, 
             return super().terminate(reason)
 
     a = n1.agent(terminator=Watching(OsAction.REBOOT, dry_run_file=str(n1.dry_run)))
-    assert a.stop() == ExitStatus.ERR_GENERIC
+    assert stop(a) == ExitStatus.ERR_GENERIC
     assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN954-E"]
     assert n1.dry_run.read_text().startswith("reboot all paths failed")
     assert "dry run" in a.reason
@@ -416,7 +421,7 @@ def test_os_termination_none_says_so_and_fails_the_stop(tmp_path, captured):
     st.fail(2)
     captured.clear()
     a = n1.agent()
-    assert a.stop() == ExitStatus.ERR_GENERIC
+    assert stop(a) == ExitStatus.ERR_GENERIC
     assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E", "HAMN957-E"]
     assert "fences" in a.reason and not n1.dry_run.exists()
 
@@ -435,7 +440,7 @@ def test_missing_device_node_is_open_failure_with_kamn601(tmp_path, captured):
     n = Node("node1", st, tmp_path, {"scsi_device": "/dev/hamon-no-such-disk"})
     n.agent().state.update(active=True)
     a = n.agent()
-    assert a.stop() == ExitStatus.ERR_GENERIC
+    assert stop(a) == ExitStatus.ERR_GENERIC
     assert ids(captured) == ["KAMN601-W", "KAMN725-W", "KAMN726-E", "HAMN954-E"]
     assert captured[1].fields["code"] == "OPEN"
     # started here and not stopped: the vanished disk is this node's failure ...
@@ -521,7 +526,7 @@ def test_monitor_every_path_failed_is_a_failure_and_never_terminates(tmp_path, c
     st.fail(2)
     captured.clear()
     a = n1.agent()
-    assert a.monitor() == ExitStatus.ERR_GENERIC
+    assert monitor(a) == ExitStatus.ERR_GENERIC
     assert "every path" in a.reason
     assert ids(captured) == ["KAMN725-W", "KAMN725-W", "KAMN726-E"]
     assert n1.monitor(probe=True) == ExitStatus.ERR_GENERIC
@@ -557,7 +562,7 @@ def test_monitor_reports_a_disk_held_by_someone_else_as_failure(tmp_path):
     for d in other:
         d.close()
     a = n1.agent()
-    assert a.monitor() == ExitStatus.ERR_GENERIC
+    assert monitor(a) == ExitStatus.ERR_GENERIC
     assert "node2" in a.reason
 
 
@@ -565,8 +570,8 @@ def test_missing_attrd_never_fails_an_action(tmp_path):
     st = Storage()
     n1, _ = two_nodes(tmp_path, st)
     runner = lambda argv, timeout: (127, "", "attrd_updater: not installed")  # noqa: E731
-    a = n1.agent(attributes=pcmk.Attributes(runner=runner))
-    assert a.start() == 0
+    a = n1.agent(attributes=attributes.Attributes(runner=runner))
+    assert start(a) == 0
     assert a.attributes.errors
 
 
@@ -627,7 +632,7 @@ def test_a_disk_that_refuses_reservation_reads_is_a_failure_not_running(tmp_path
     st.lun[1]._pr_in = refuse  # type: ignore[method-assign]
     try:
         a = n1.agent()
-        assert a.monitor() == ExitStatus.ERR_GENERIC
+        assert monitor(a) == ExitStatus.ERR_GENERIC
         assert a.reason.startswith("every path of") and a.reason.endswith("failed")
         assert ids(captured).count("KAMN725-W") == 2 and "KAMN726-E" in ids(captured)
         assert all(m.fields["code"] == "IOCTL" for m in captured
@@ -644,7 +649,7 @@ def test_an_unwritable_state_dir_does_not_fail_a_monitor(tmp_path):
     blocker.write_text("")
     a = n1.agent()
     a.state.path = str(blocker / "x.json")   # a directory that cannot exist
-    assert a.monitor() == ExitStatus.SUCCESS
+    assert monitor(a) == ExitStatus.SUCCESS
 
 
 def test_preempted_active_node_says_already_reservation_with_the_holder(tmp_path, captured):
@@ -671,6 +676,6 @@ def test_a_device_without_persistent_reservations_is_kamn601_ioctl(tmp_path, cap
 
     st.lun[1]._pr_out = refuse  # type: ignore[method-assign]
     a = n1.agent()
-    assert a.start() == ExitStatus.ERR_INSTALLED
+    assert start(a) == ExitStatus.ERR_INSTALLED
     assert ids(captured)[:2] == ["KAMN601-W", "KAMN725-W"]
     assert captured[1].fields["code"] == "IOCTL" and "HAMN955-E" in ids(captured)

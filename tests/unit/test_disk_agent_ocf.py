@@ -1,19 +1,22 @@
 """hamon_disk as Pacemaker sees it: metadata, generated documents, the OCF exit codes."""
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import io
 import os
 import shlex
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from hamon import disk_agent_docs as docs
-from hamon import ocf as hocf
-from hamon.disk_agent import State
+from hamon.agents.disk import agent as hagent
+from hamon.agents.disk import metadata as hmeta
+from hamon.agents.disk.state import State
 from hamon.lib.messages import CATALOG
 
 TOP = Path(__file__).resolve().parents[2]
@@ -22,8 +25,21 @@ PYTHON = "/usr/bin/python3"  # Debian's: resource-agents' ocf.py is installed fo
 DTD = Path("/usr/share/resource-agents/ra-api-1.dtd")
 RNG = Path("/usr/share/resource-agents/metadata.rng")
 
+GEN_DOCS = TOP / "tools" / "gen-docs"
+
 needs_ra = pytest.mark.skipif(not Path("/usr/lib/ocf/lib/heartbeat/ocf.py").exists(),
                               reason="resource-agents is not installed")
+
+
+@pytest.fixture(scope="module")
+def docs():
+    """tools/gen-docs as a module (it is a script without .py)."""
+    loader = importlib.machinery.SourceFileLoader("gen_docs", str(GEN_DOCS))
+    spec = importlib.util.spec_from_loader("gen_docs", loader)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gen_docs"] = mod  # dataclasses look their module up there
+    loader.exec_module(mod)
+    return mod
 
 
 def run_agent(action: str, env: dict[str, str] | None = None, user: str | None = None,
@@ -46,7 +62,7 @@ def test_checked_in_metadata_is_what_the_agent_prints():
     out = run_agent("meta-data")
     assert out.returncode == 0, out.stderr
     assert out.stdout == (TOP / "metadata" / "hamon_disk.xml").read_text()
-    assert out.stdout == hocf.metadata()
+    assert out.stdout == hmeta.metadata()
 
 
 @needs_ra
@@ -64,16 +80,18 @@ def test_metadata_is_valid_against_both_resource_agents_schemas():
 def test_descriptions_survive_ocf_py_unescaped_string_building():
     """ocf.py concatenates strings; _text/_attr make any text safe, and the round trip
     through the XML gives back exactly the parameter descriptions of PARAMETERS."""
-    root = ET.fromstring(hocf.metadata())
+    root = ET.fromstring(hmeta.metadata())
     got = {p.get("name"): (p.findtext("shortdesc"), p.findtext("longdesc"),
                            p.find("content").get("default"))
            for p in root.iter("parameter")}
-    for name, short, long, _ctype, _unique, default in hocf.PARAMETERS:
+    for name, short, long, _ctype, _unique, default in hmeta.PARAMETERS:
         assert got[name] == (short, long, default)
-    ocf = hocf.load_ocf()
-    agent = ocf.Agent("x", shortdesc=hocf._text("a < b & c"), longdesc=hocf._text("<x>"))
-    agent.add_parameter("p", shortdesc=hocf._text("s"), longdesc=hocf._text("l & <m>"),
-                        default=hocf._attr('say "hi" & <bye>'))
+    ocf = hmeta.load_ocf()
+    agent = ocf.Agent("x", shortdesc=hmeta.xml_text("a < b & c"),
+                      longdesc=hmeta.xml_text("<x>"))
+    agent.add_parameter("p", shortdesc=hmeta.xml_text("s"),
+                        longdesc=hmeta.xml_text("l & <m>"),
+                        default=hmeta.xml_attr('say "hi" & <bye>'))
     agent.add_action("start", timeout=10)
     parsed = ET.fromstring(agent.to_xml())
     assert parsed.findtext("shortdesc") == "a < b & c"
@@ -81,14 +99,14 @@ def test_descriptions_survive_ocf_py_unescaped_string_building():
 
 
 @needs_ra
-def test_man_page_and_message_catalog_are_current():
-    assert docs.main(["--check"]) == 0, "run tools/gen-ocf-docs"
+def test_man_page_and_message_catalog_are_current(docs):
+    assert docs.main(["--check", "hamon_disk"]) == 0, "run tools/gen-docs (make docs)"
 
 
 @needs_ra
 def test_man_page_renders_every_parameter_action_and_message():
     page = (TOP / "man" / "ocf_hamon_hamon_disk.7").read_text()
-    for name, *_ in hocf.PARAMETERS:
+    for name, *_ in hmeta.PARAMETERS:
         assert f"\\fB{name}\\fR" in page
     for m in CATALOG.values():
         assert m.full_id.replace("-", "\\-") in page
@@ -98,7 +116,7 @@ def test_man_page_renders_every_parameter_action_and_message():
     assert "SUPPORTED PARAMETERS" in out.stdout and "KAMN726-E" in out.stdout, out.stderr
 
 
-def test_messages_md_lists_the_whole_catalog():
+def test_messages_md_lists_the_whole_catalog(docs):
     text = docs.messages_md()
     for m in CATALOG.values():
         assert f"## {m.full_id}" in text and m.explanation in text
@@ -141,11 +159,11 @@ def test_configuration_errors(tmp_path):
 
 @needs_ra
 def test_handle_maps_config_errors_without_a_process(tmp_path, monkeypatch):
-    ocf = hocf.load_ocf()
+    ocf = hmeta.load_ocf()
     monkeypatch.setattr("sys.stderr", io.StringIO())
     env = {"OCF_RESOURCE_INSTANCE": "r", "HAMON_STATE_DIR": str(tmp_path),
            "OCF_RESKEY_CRM_meta_interval": "0"}
     monkeypatch.delenv("OCF_RESKEY_scsi_device", raising=False)
     monkeypatch.delenv("OCF_RESKEY_dmmp_device", raising=False)
-    assert hocf.handle("monitor", ocf, env) == 7
-    assert hocf.handle("validate-all", ocf, env) == 6
+    assert hagent.handle("monitor", ocf, env) == 7
+    assert hagent.handle("validate-all", ocf, env) == 6

@@ -2,7 +2,7 @@
 the first monitor after a start (issue 14, item 4): attrd_updater calls counted."""
 from __future__ import annotations
 
-from hamon.lib.pacemaker import ExitStatus
+from hamon.lib.pacemaker.ocf_call import ExitStatus
 from tests.unit.test_disk_agent import Storage, two_nodes
 
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from hamon.agents.disk.monitor import monitor
+from hamon.agents.disk.start import start
+from hamon.agents.disk.stop import stop
 from hamon.agents.fence import check as fence_check
 from hamon.agents.fence.errors import FenceError
 from hamon.agents.fence.fencer import Fencer
@@ -23,7 +26,7 @@ from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
 from hamon.lib.multipath.resolve import Resolver
-from hamon.lib.pacemaker import ExitStatus
+from hamon.lib.pacemaker.ocf_call import ExitStatus
 from hamon.lib.scsi.sense import SenseKey
 from hamon.lib.sim import FaultKind, FaultRule, SimLun, SimTransport, TgtProfile
 from tests.unit.test_disk_agent import Node, Storage
@@ -118,7 +121,7 @@ def test_stop(tmp_path, captured, fault, extent):
     inject(st, fault, ports)
     captured.clear()
     a = n1.agent()
-    rc = a.stop()
+    rc = stop(a)
     check_725(captured, st, ports)
     entry = last_journal(n1)
     if len(ports) < paths:   # some paths failed: the termination completes
@@ -143,7 +146,7 @@ def test_monitor(tmp_path, captured, fault, extent):
     inject(st, fault, ports)
     captured.clear()
     a = n1.agent()
-    rc = a.monitor()
+    rc = monitor(a)
     check_725(captured, st, ports)
     if len(ports) < paths:
         assert rc == ExitStatus.DEGRADED, a.reason
@@ -182,7 +185,7 @@ def test_start_of_the_standby(tmp_path, captured, fault, extent):
     inject(st, fault, ports)
     captured.clear()
     a = n2.agent()
-    rc = a.start()
+    rc = start(a)
     check_725(captured, st, ports)
     if len(ports) < paths:   # the switchover goes on through the working path
         assert rc == ExitStatus.SUCCESS, a.reason

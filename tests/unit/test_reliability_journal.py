@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from hamon.agents.disk.stop import stop
 from hamon.lib import messages
 from hamon.lib.journal import Journal, JournalError
 from hamon.lib.termination import OsAction, OsTerminator, TerminationKind
@@ -69,7 +70,7 @@ def stop_with(tmp_path: Path, journal: Journal, capsys) -> tuple[int | None, lis
     box: dict[str, int] = {}
     agent = n1.agent(journal=journal,
                      terminator=OsTerminator(OsAction.REBOOT, dry_run_file=str(n1.dry_run)))
-    worker = threading.Thread(target=lambda: box.update(rc=agent.stop()), daemon=True)
+    worker = threading.Thread(target=lambda: box.update(rc=stop(agent)), daemon=True)
     worker.start()
     worker.join(BOUND)
     unsubscribe()

@@ -1,45 +1,28 @@
-"""``ocf:hamon:hamon_disk`` on resource-agents' ``ocf.py``: metadata, actions, exit codes.
+"""What hamon_disk tells Pacemaker and pcs about itself: descriptions, parameters, actions.
 
-resource-agents ships its Python library at ``$OCF_ROOT/lib/heartbeat/ocf.py`` (Debian:
-``/usr/lib/ocf/lib/heartbeat``), outside every Python path; its own Python agents add
-``$OCF_FUNCTIONS_DIR`` (default ``$OCF_ROOT/lib/heartbeat``) to ``sys.path`` and import
-it, and so does this module. What the library does here: the metadata XML
-(``Agent.to_xml``), the action dispatch and parameter defaults (``run``), and exit
-reasons (``ocf_exit_reason``). What it does not do, and is done here:
+Why apart from the glue (:mod:`.agent`): this is the agent's public contract, read by
+administrators (``pcs resource describe``, the man page generated from it by
+``tools/gen-docs``) and checked in as ``metadata/hamon_disk.xml``; it changes when the
+contract does, not when the mechanics of running an action do.
 
-* it builds XML by string concatenation without escaping, so every description and
-  default goes through :func:`_text`/:func:`_attr` first (a ``<`` or ``&`` in a
-  description would otherwise make the metadata invalid);
-* its exit constants stop at 9: DEGRADED (190) comes from :mod:`hamon.lib.pacemaker`;
-* it has no OCF 1.1 attributes, which is what ``ra-api-1.dtd`` (the schema ocf-tester
-  validates with) wants: content types are those both ``ra-api-1.dtd`` and
-  ``metadata.rng`` accept (string, integer), so ``os_termination`` is a string whose
-  values are listed in its description, not a ``select``.
-
-The logic lives in :mod:`hamon.disk_agent`; this module only maps OCF's environment onto
-it and its results back onto exit codes.
+resource-agents' ``ocf.py`` builds the XML by string concatenation without escaping, so
+every description and default goes through :func:`xml_text`/:func:`xml_attr` first (a ``<`` or
+``&`` would otherwise make the metadata invalid). It has no OCF 1.1 attributes, which is
+what ``ra-api-1.dtd`` (the schema ocf-tester validates with) wants: content types are
+those both ``ra-api-1.dtd`` and ``metadata.rng`` accept (string, integer), so
+``os_termination`` is a string whose values are listed in its description, not a
+``select``. Test hooks (:data:`.settings.HIDDEN_PARAMETERS`) are not listed.
 """
 from __future__ import annotations
 
 import importlib
 import os
 import sys
-from collections.abc import Callable
 from types import ModuleType
 
-from hamon.disk_agent import (
-    DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_STATE_DIR,
-    DEFAULT_TYPE,
-    DRY_RUN_ENV,
-    ConfigError,
-    DiskAgent,
-    State,
-    parse_settings,
-)
-from hamon.lib import pacemaker as pcmk
 from hamon.lib.journal import DEFAULT_PATH as DEFAULT_JOURNAL
-from hamon.lib.pacemaker import ExitStatus
+
+from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TYPE, DRY_RUN_ENV
 
 AGENT_NAME = "hamon_disk"
 #: The agent's own version (the metadata's resource-agent version attribute).
@@ -53,16 +36,16 @@ TIMEOUTS = {"start": 60, "stop": 60, "monitor": 30, "validate-all": 30, "meta-da
 MONITOR_INTERVAL = 30
 
 
-def _text(s: str) -> str:
+def xml_text(s: str) -> str:
     """Escape element text for ocf.py, which does not (as xml.sax.saxutils.escape does;
     importing that module pulls in urllib.request, http.client and email at every start
     of the agent: tens of milliseconds of every monitor)."""
     return s.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
 
 
-def _attr(s: str) -> str:
+def xml_attr(s: str) -> str:
     """Escape an attribute value for ocf.py (it writes ``default="..."`` as given)."""
-    return _text(s).replace('"', "&quot;")
+    return xml_text(s).replace('"', "&quot;")
 
 
 def load_ocf() -> ModuleType:
@@ -185,13 +168,13 @@ PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
 
 
 def build_agent(ocf: ModuleType) -> object:
-    """The ``ocf.Agent`` with every parameter and action (handlers added by :func:`main`)."""
-    agent = ocf.Agent(AGENT_NAME, shortdesc=_text(SHORTDESC), longdesc=_text(LONGDESC),
+    """The ``ocf.Agent`` with every parameter and action (the handlers: :mod:`.agent`)."""
+    agent = ocf.Agent(AGENT_NAME, shortdesc=xml_text(SHORTDESC), longdesc=xml_text(LONGDESC),
                       version=AGENT_VERSION, ocf_version=OCF_VERSION)
     for name, short, long, ctype, unique, default in PARAMETERS:
-        agent.add_parameter(name, shortdesc=_text(short), longdesc=_text(long),
+        agent.add_parameter(name, shortdesc=xml_text(short), longdesc=xml_text(long),
                             content_type=ctype, unique=unique, required=False,
-                            default=None if default is None else _attr(default))
+                            default=None if default is None else xml_attr(default))
     agent.add_action("start", timeout=TIMEOUTS["start"])
     agent.add_action("stop", timeout=TIMEOUTS["stop"])
     agent.add_action("monitor", timeout=TIMEOUTS["monitor"], interval=MONITOR_INTERVAL,
@@ -205,75 +188,3 @@ def metadata() -> str:
     """The metadata XML exactly as ``hamon_disk meta-data`` prints it."""
     return build_agent(load_ocf()).to_xml() + "\n"  # type: ignore[attr-defined]
 
-
-def _params(ocf: ModuleType) -> dict[str, str | None]:
-    return {name: ocf.get_parameter(name) for name, *_ in PARAMETERS}
-
-
-def handle(action: str, ocf: ModuleType, env: dict[str, str] | None = None) -> int:
-    """Run one action from the OCF environment; returns the exit code."""
-    env = dict(os.environ) if env is None else env
-    params = _params(ocf)
-    try:
-        settings = parse_settings(params, env)
-    except ConfigError as err:
-        return _config_error(action, str(err), params, env, ocf)
-    agent = DiskAgent(settings, env=env)
-    try:
-        if action == "start":
-            # a name that is not a shared disk here: OCF_ERR_INSTALLED, never a retry
-            rc = agent.check_devices(missing_ok=True) or agent.start()
-        elif action == "stop":
-            rc = agent.stop()
-        elif action == "monitor":
-            rc = agent.monitor(probe=pcmk.is_probe(action, env))
-        elif action == "validate-all":
-            rc = agent.validate()
-        else:
-            return int(ExitStatus.ERR_UNIMPLEMENTED)
-    except ConfigError as err:
-        ocf.ocf_exit_reason(str(err))
-        return int(ExitStatus.ERR_CONFIGURED)
-    if agent.reason and rc != ExitStatus.SUCCESS:
-        ocf.ocf_exit_reason(agent.reason)
-    return rc
-
-
-def _config_error(action: str, why: str, params: dict[str, str | None],
-                  env: dict[str, str], ocf: ModuleType) -> int:
-    """Parameters that cannot work. A probe says "not running" (it cannot be running
-    with them), a stop succeeds unless a start was begun here (nothing of ours can be on
-    the disk), everything else is OCF_ERR_CONFIGURED."""
-    if action == "monitor" and pcmk.is_probe(action, env):
-        return int(ExitStatus.NOT_RUNNING)
-    if action == "stop":
-        state_dir = (params.get("state_dir") or env.get("HAMON_STATE_DIR")
-                     or DEFAULT_STATE_DIR)
-        resource = env.get("OCF_RESOURCE_INSTANCE") or AGENT_NAME
-        if not State(state_dir, resource).load().get("active"):
-            return int(ExitStatus.SUCCESS)
-    ocf.ocf_exit_reason(why)
-    return int(ExitStatus.ERR_CONFIGURED)
-
-
-def main() -> None:
-    """The agent's entry point (``agents/ocf/hamon_disk``); does not return."""
-    try:
-        ocf = load_ocf()
-    except ImportError as err:
-        print(f"ocf-exit-reason:resource-agents' ocf.py not found ({err}); install "
-              "resource-agents or set OCF_FUNCTIONS_DIR", file=sys.stderr)
-        sys.exit(int(ExitStatus.ERR_INSTALLED))
-    agent = build_agent(ocf)
-    ocf.run(agent, {a: _handler(a, ocf) for a in ("start", "stop", "monitor",
-                                                   "validate-all")})
-
-
-def _handler(action: str, ocf: ModuleType) -> Callable[[], int]:
-    """A handler without arguments: ocf.run passes each argument of a handler the
-    parameter of that name, so a handler must not have any but its own."""
-
-    def run_action() -> int:
-        return handle(action, ocf)
-
-    return run_action
