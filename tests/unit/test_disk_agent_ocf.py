@@ -16,6 +16,7 @@ import pytest
 
 from hamon.agents.disk import agent as hagent
 from hamon.agents.disk import metadata as hmeta
+from hamon.agents.disk.settings import HIDDEN_PARAMETERS, parse_settings
 from hamon.agents.disk.state import State
 from hamon.lib.messages import CATALOG
 
@@ -96,6 +97,24 @@ def test_descriptions_survive_ocf_py_unescaped_string_building():
     parsed = ET.fromstring(agent.to_xml())
     assert parsed.findtext("shortdesc") == "a < b & c"
     assert parsed.find(".//content").get("default") == 'say "hi" & <bye>'
+
+
+@needs_ra
+def test_test_hooks_are_read_but_not_shown_to_administrators(tmp_path):
+    """os_termination_dry_run is for tests and demos: neither the metadata (pcs, the
+    checked-in XML) nor the man page lists it, yet the agent still honours it."""
+    assert HIDDEN_PARAMETERS == ("os_termination_dry_run",)
+    names = {p.get("name") for p in ET.fromstring(hmeta.metadata()).iter("parameter")}
+    page = (TOP / "man" / "ocf_hamon_hamon_disk.7").read_text()
+    for hidden in HIDDEN_PARAMETERS:
+        assert hidden not in names and hidden.replace("_", "") not in page.replace("_", "")
+        assert hidden not in (TOP / "metadata" / "hamon_disk.xml").read_text()
+    s = parse_settings({"scsi_device": "/dev/sdb",
+                        "os_termination_dry_run": str(tmp_path / "t")}, env={}, node="n1")
+    assert s.dry_run_file == str(tmp_path / "t")
+    s = parse_settings({"scsi_device": "/dev/sdb"},
+                       env={"HAMON_OS_TERMINATION_DRY_RUN": str(tmp_path / "e")}, node="n1")
+    assert s.dry_run_file == str(tmp_path / "e")
 
 
 @needs_ra

@@ -22,7 +22,7 @@ from types import ModuleType
 
 from hamon.lib.journal import DEFAULT_PATH as DEFAULT_JOURNAL
 
-from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TYPE, DRY_RUN_ENV
+from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TYPE
 
 AGENT_NAME = "hamon_disk"
 #: The agent's own version (the metadata's resource-agent version attribute).
@@ -159,11 +159,6 @@ PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
      "started the resource (a tmpfs: nothing of it must survive a reboot). Default: "
      "the HAMON_STATE_DIR environment variable, else " + DEFAULT_STATE_DIR + ".",
      "string", False, DEFAULT_STATE_DIR),
-    ("os_termination_dry_run", "NOT FOR PRODUCTION: record the OS termination in a file",
-     "NOT FOR PRODUCTION. When set to a file name, an OS termination is appended to that "
-     "file (fsync) instead of being carried out, and the stop fails as with "
-     "os_termination=none. For tests, demonstrations and ocf-tester on a workstation. "
-     f"The environment variable {DRY_RUN_ENV} does the same.", "string", False, None),
 ]
 
 

@@ -28,11 +28,13 @@ DEFAULT_COMMAND_TIMEOUT = 5
 COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 1, 300
 DEFAULT_STATE_DIR = defaults.STATE_DIR.default
 #: Tests, demos and ocf-tester: the OS termination is appended to a file instead of
-#: being carried out (the parameter, or HAMON_OS_TERMINATION_DRY_RUN).
+#: being carried out. Read as a parameter (the tests' ``OCF_RESKEY_...``, ``pcs ... --force``)
+#: or from HAMON_OS_TERMINATION_DRY_RUN; deliberately absent from the metadata and the man
+#: page, which are what administrators read (:data:`HIDDEN_PARAMETERS`).
 DRY_RUN_PARAMETER = "os_termination_dry_run"
 DRY_RUN_ENV = defaults.OS_TERMINATION_DRY_RUN.name
-#: Parameters the agent reads but does not advertise (none yet).
-HIDDEN_PARAMETERS: tuple[str, ...] = ()
+#: Parameters the agent reads but does not advertise: test hooks, not for production.
+HIDDEN_PARAMETERS = (DRY_RUN_PARAMETER,)
 #: Parameters that name files: absolute paths without control characters.
 _PATH_PARAMS = ("journal", "state_dir", DRY_RUN_PARAMETER)
 OS_ACTIONS = tuple(str(a) for a in OsAction)
