@@ -12,7 +12,6 @@ from hamon.lib.compliance.verdict import (
     Verdict,
     decide,
     expected_write,
-    markdown_table,
 )
 from hamon.lib.scsi.pr import ReservationType as RT
 
@@ -137,11 +136,6 @@ def test_check_keys_are_none_of_the_fixed_key_shapes_clusters_use():
 ])
 def test_expected_write_follows_spc4(rtype, registered, holder, allowed):
     assert expected_write(rtype, registered=registered, holder=holder) is allowed
-
-
-def test_markdown_table_has_one_row_per_operation():
-    lines = markdown_table(decide(all_supported()).rows)
-    assert len(lines) == 2 + len(OPS)
 
 
 def test_cli_check_disk_refuses_an_unknown_type_before_touching_a_device(capsys):

@@ -258,12 +258,3 @@ def format_table(rows: list[Row]) -> list[str]:
             lines.append(f"  {'':<42} {'':<11} {'':<10} ({r.detail})")
     return lines
 
-
-def markdown_table(rows: list[Row]) -> list[str]:
-    """The same table for docs/check-disk.md."""
-    out = ["| operation | result | impact | hamon will | detail |",
-           "| --- | --- | --- | --- | --- |"]
-    for r in rows:
-        cells = [r.label, str(r.outcome), str(r.impact), r.hamon, r.detail]
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return out
