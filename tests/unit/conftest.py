@@ -7,6 +7,7 @@ import pytest
 
 from hamon.lib import messages
 from hamon.lib import target_quirks as tq
+from hamon.lib.sim import SimLun, TargetProfile
 
 
 @pytest.fixture
@@ -16,6 +17,13 @@ def captured() -> Iterator[list[messages.Message]]:
     unsubscribe = messages.subscribe(got.append)
     yield got
     unsubscribe()
+
+
+@pytest.fixture
+def lun() -> SimLun:
+    """A LUN of the in-memory target that raises no UNIT ATTENTION on a new nexus, so a
+    test of one command sees only that command's answer."""
+    return SimLun("lun", profile=TargetProfile(ua_on_new_nexus=False))
 
 
 @pytest.fixture

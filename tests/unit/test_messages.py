@@ -6,19 +6,16 @@ this node with its key as host address, never the victim.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.options import DEFAULT_ALIAS
 from hamon.agents.fence.settings import Settings
-from hamon.lib import keys as keymod
-from hamon.lib import messages
 from hamon.lib import reservation as rsv
 from hamon.lib.messages import CATALOG, format_message, with_manual_placeholders
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.sim import FaultKind, FaultRule, TgtProfile
+from tests.unit.simdisk import K1
 from tests.unit.test_disk_agent import Storage
 
 #: HA Monitor's messages hamon emits (DESIGN.md, "HA Monitor's public texts", §9.21)
@@ -32,15 +29,6 @@ MANUAL = {
     "KAMN727-I": "Recovery of the device aa....aa was detected. (details code: bb....bb, "
                  "server: cc....cc)",
 }
-K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
-
-
-@pytest.fixture
-def got() -> Iterator[list[messages.Message]]:
-    out: list[messages.Message] = []
-    unsubscribe = messages.subscribe(out.append)
-    yield out
-    unsubscribe()
 
 
 def test_the_kamn_ids_are_exactly_ha_monitors_and_the_rest_are_hamn():
@@ -86,7 +74,7 @@ def _fencer(storage: Storage, local: str = "node1", **kw) -> Fencer:
 
 
 @pytest.mark.parametrize("alias", [None, "fence-disks"])
-def test_fence_agent_kamn725_names_the_stonith_alias_and_this_node_not_the_victim(got,
+def test_fence_agent_kamn725_names_the_stonith_alias_and_this_node_not_the_victim(captured,
                                                                                  alias):
     st = Storage(luns=1, portals=2, profile=TgtProfile)
     for node in ("node1", "node2"):
@@ -98,22 +86,22 @@ def test_fence_agent_kamn725_names_the_stonith_alias_and_this_node_not_the_victi
     for lun in st.lun.values():
         lun.inject(1, FaultRule(FaultKind.CHECK_CONDITION))
     f = _fencer(st, **({} if alias is None else {"alias": alias}))
-    got.clear()
+    captured.clear()
     try:
         f.fence(f.settings.node("node1"), f.settings.node("node2"))
     finally:
         f.path_faults()
         f.close()
     assert set().union(*(set(lun.keys()) for lun in st.lun.values())) == {K1}  # node2 gone
-    k725 = [m for m in got if m.full_id == "KAMN725-W"]
-    assert k725, got
+    k725 = [m for m in captured if m.full_id == "KAMN725-W"]
+    assert k725, captured
     for m in k725:
         assert m.fields["alias"] == (alias or DEFAULT_ALIAS)
         assert m.fields["host"] == "node1" and m.fields["hostkey"] == f"{K1:x}"
         assert "node2" not in m.text
 
 
-def test_fence_on_never_removes_a_foreign_registration(got):
+def test_fence_on_never_removes_a_foreign_registration(captured):
     """unfence only ever touches the node's own key (its one PREEMPT has our key as the
     victim): a registration of another cluster or host stays, as start's rule wants."""
     st = Storage(luns=1, portals=2, profile=TgtProfile)

@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from hamon.lib import keys as keymod
 from hamon.lib.journal import Journal
 from hamon.lib.recovery.kernel_log import kernel_messages
 from hamon.lib.recovery.observed import DiskNow, PathNow, ReservationNow, describe_key
 from hamon.lib.recovery.plan import build, termination_of
 from hamon.lib.recovery.selection import Selection, operands_of, select, summarize
 from hamon.lib.recovery.steps import Applies
+from tests.unit.simdisk import K1, K2
 
-K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
 MPATH = "/dev/mapper/mpatha"
 
 

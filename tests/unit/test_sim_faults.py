@@ -17,19 +17,12 @@ from hamon.lib.sim import (
     FaultKind,
     FaultPlan,
     FaultRule,
-    SimLun,
     SimTransport,
-    TargetProfile,
     corrupt_pr_in,
 )
 from hamon.lib.transport.base import PathError, PathTimeout
 
 PR_IN, PR_OUT, TUR = 0x5E, 0x5F, 0x00
-
-
-@pytest.fixture
-def lun():
-    return SimLun("f", profile=TargetProfile(ua_on_new_nexus=False))
 
 
 def path(lun, port, ini="a"):

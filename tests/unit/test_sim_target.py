@@ -5,17 +5,12 @@ from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, UnitAttention
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType as RT
-from hamon.lib.sim import SimLun, SimTransport, TargetProfile, TgtProfile
+from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 
 
 def nexus(lun, ini, port=1):
     t = SimTransport(path=f"sim:{ini}:{port}", lun=lun, initiator=ini, port=port)
     return t
-
-
-@pytest.fixture
-def lun():
-    return SimLun("t", profile=TargetProfile(ua_on_new_nexus=False))
 
 
 def reg(t, key):
