@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from hamon.lib.transport import libiscsi as li
 from hamon.lib.transport import loop as _loop
 from hamon.lib.transport.base import CommandResult, PathError, PathTimeout, Transport
-from hamon.lib.transport.iscsi_url import IscsiUrl, derive_isid, parse_iscsi_url
+from hamon.lib.transport.iscsi_url import WHITE_SPACE, IscsiUrl, derive_isid, parse_iscsi_url
 
 #: The most a close() waits for the target to acknowledge a logout.
 LOGOUT_BOUND = 2.0
@@ -79,7 +79,7 @@ class IscsiTransport(Transport):
 
     def __post_init__(self) -> None:
         self.url = parse_iscsi_url(self.path)
-        if not self.initiator or any(c.isspace() for c in self.initiator):
+        if not self.initiator or WHITE_SPACE.search(self.initiator):
             raise ValueError(f"{self.path}: an iSCSI initiator name without spaces is "
                              f"required, got {self.initiator!r}")
         self.isid = derive_isid(self.initiator, self.url, self.role)
@@ -241,8 +241,10 @@ class IscsiTransport(Transport):
         task = lib.scsi_create_task(len(cdb), cdb, xfer, length)
         if not task:
             raise PathError(self.path, "libiscsi could not allocate a task")
-        out_buf = ctypes.create_string_buffer(bytes(data_out or b""), max(1, length))
-        out = li.IscsiData(length, ctypes.cast(out_buf, ctypes.c_void_p)) if data_out else None
+        out = None
+        if data_out:  # the buffer lives (a local) until the command has completed
+            out_buf = ctypes.create_string_buffer(bytes(data_out), length)
+            out = li.IscsiData(length, ctypes.cast(out_buf, ctypes.c_void_p))
         w: li.Waiter | None = None
         try:
             w = self._start(lambda t: lib.iscsi_scsi_command_async(

