@@ -98,9 +98,10 @@ CONFIGURED = _group(
                   "help": "do not read the hamon_disk resources in the CIB"}))
 CANCEL = _group(
     ("--force", {"action": "store_true",
-                 "help": "cancel: even when a live node holds the reservation, or when "
-                         "hamon cannot tell who is alive"}),
-    ("--key", {"help": "cancel: this node's key, when not derived from its name"}))
+                 "help": "cancel (release) even when a live node holds the reservation, or "
+                         "when hamon cannot tell who is alive; on record in HAMN953-W and "
+                         "the journal"}),
+    ("--key", {"help": "this node's key, when not derived from its name"}))
 
 
 def build_parser() -> argparse.ArgumentParser:

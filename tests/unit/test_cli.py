@@ -615,6 +615,10 @@ def test_reservation_show_still_works(san, capsys):
     (["reservation", "--force", "iscsi://127.0.0.1/iqn.2026-11.x:t/1"], "belong to"),
     (["reservation", "cancel"], "name at least one device"),
     (["recover", "--bogus"], "unrecognized arguments"),
+    # who is alive is the cluster's word: no option overrides it (--force is on record)
+    (["reservation", "cancel", "iscsi://127.0.0.1/iqn.2026-11.x:t/1", "--nodes-online",
+      "node1"], "unrecognized arguments: --nodes-online"),
+    (["monscsiclr", "svc", "--nodes-online", "node1"], "unrecognized arguments"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_usage_errors_are_one_line_exit_2(san, capsys, argv, why):
@@ -673,3 +677,34 @@ def test_monscsiclr_takes_the_devices_of_the_alias_from_the_cib(san, tmp_path, c
     assert san.luns[2].registrations[san.luns[2].holder] == K2   # alias "other": kept
     rc, _, err = run(capsys, "--node", "node1", "monscsiclr", "nosuch")
     assert rc == 2 and "known: other, svc" in err
+
+
+def test_monscsiclr_decides_device_by_device_and_asks_what_runs_here_once(
+        san, tmp_path, capsys, monkeypatch, emitted):
+    """Two devices held by this node's own key while its hamon_disk runs (refused, both),
+    one held by a dead node (released): crm_mon is asked once, the refusals change
+    nothing, and only the released device is on record."""
+    lines = [f"{' '.join(san.urls(n).split(','))} alias=svc" for n in (1, 2, 3)]
+    (tmp_path / "disks").write_text("\n".join(lines) + "\n")
+    cluster_says(monkeypatch, "node1", here=["svc-disk"])
+    asked = []
+    here = cluster.active_disk_resources
+    monkeypatch.setattr(cluster, "active_disk_resources",
+                        lambda node, timeout=0, runner=None: asked.append(node) or here(node))
+    hold(san, "node1", lun=1)
+    hold(san, "node2", lun=2)
+    hold(san, "node1", lun=3)
+    rc, out, _ = run(capsys, "--nodes", "node2", "monscsiclr", "svc", "--no-cib")
+    assert rc == 1
+    got = out.splitlines()
+    assert got[1].startswith(f"FAILED {san.url(1, 1)}: refused: ")
+    assert "node1 (this node: hamon_disk svc-disk active here)" in got[1]
+    assert got[2] == f"CLEARED {san.url(2, 1)}"
+    assert got[3].startswith(f"FAILED {san.url(3, 1)}: refused: ")
+    assert "result: FAILURE" in got[4]
+    assert asked == ["node1"]
+    assert [san.luns[n].holder is None for n in (1, 2, 3)] == [False, True, False]
+    (e,) = journal(tmp_path).entries("cancel")
+    assert [d["disk"] for d in e["disks"]] == [san.url(2, 1)] and e["overrides"] == []
+    assert e["disks"][0]["holder"] == f"0x{K2:x}"
+    assert [m.fields["holder"] for m in emitted if m.id == "HAMN953"] == [f"0x{K2:x} (node2)"]
