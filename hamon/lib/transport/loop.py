@@ -35,6 +35,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -74,7 +75,7 @@ class Loop:
 
     def __init__(self) -> None:
         self.hub: Any = None
-        self.runnable: list[Any] = []
+        self.runnable: deque[Any] = deque()  # FIFO; popleft is O(1) with 1000s queued
         self.waits: dict[int, _Wait] = {}       # fd -> wait (iSCSI)
         self.threads: list[_Wait] = []          # SG_IO helper-thread waits
         self.sleepers: list[_Wait] = []         # cooperative yields / sleeps
@@ -144,16 +145,16 @@ class Loop:
         self.poller.register(self._wake_r, select.POLLIN)
         _local.stack.append(self)
         try:
-            results, glets = self._spawn(jobs, cap)
-            pending = set(glets)
-            while pending:
+            # the greenlets stay referenced here: one that switched away waiting for
+            # nothing must not be collected (and its job silently ended) meanwhile
+            results, left, _glets = self._spawn(jobs, cap)
+            while left[0]:  # a count, not a scan of every job at every turn
                 self._turn()
-                pending = {g for g in pending if not g.dead}
-                if pending and not (self.runnable or self.waits or self.threads
+                if left[0] and not (self.runnable or self.waits or self.threads
                                     or self.sleepers):
                     # a job left to the hub without waiting for anything: a bug, and
                     # never a silent spin of a fence agent
-                    raise RuntimeError(f"{len(pending)} jobs wait for nothing")
+                    raise RuntimeError(f"{left[0]} jobs wait for nothing")
             return results
         finally:
             _local.stack.remove(self)
@@ -164,19 +165,20 @@ class Loop:
     def join(self, jobs: list[Callable[[], object]], cap: int = 64) -> list[object]:
         """From inside a job: run ``jobs`` as further jobs of this loop and wait for all
         (the last one to finish resumes the caller)."""
-        results, glets = self._spawn(jobs, cap, waiter=_getcurrent())
-        if any(not g.dead for g in glets):
+        results, left, _glets = self._spawn(jobs, cap, waiter=_getcurrent())
+        if left[0]:
             self.hub.switch()
         return results
 
     def _spawn(self, jobs: list[Callable[[], object]], cap: int,
-               waiter: Any = None) -> tuple[list[object], list[Any]]:
-        """Greenlets for ``jobs``, at most ``cap`` of them started at a time: each
+               waiter: Any = None) -> tuple[list[object], list[int], list[Any]]:
+        """Greenlets for ``jobs`` (results, the count of jobs not yet finished, the
+        greenlets), at most ``cap`` of them started at a time: each
         command's deadline runs from its submission, so a thousand logins submitted at
         once to one target would spend their deadlines queueing at the target."""
         results: list[object] = [None] * len(jobs)
         left = [len(jobs)]
-        queue: list[Any] = []
+        queue: deque[Any] = deque()
 
         def wrap(i: int, job: Callable[[], object]) -> Callable[[], None]:
             def body() -> None:
@@ -187,7 +189,7 @@ class Loop:
                 finally:
                     left[0] -= 1
                     if queue:
-                        self.runnable.append(queue.pop(0))
+                        self.runnable.append(queue.popleft())
                     if left[0] == 0 and waiter is not None:
                         self.runnable.append((waiter, DONE))
             return body
@@ -196,7 +198,7 @@ class Loop:
         cap = max(1, cap)
         self.runnable.extend(glets[:cap])
         queue.extend(glets[cap:])
-        return results, glets
+        return results, left, glets
 
     def _resume(self, w: _Wait, reason: str) -> None:
         w.reason = reason
@@ -205,7 +207,7 @@ class Loop:
     def _turn(self) -> None:
         """Run what is runnable, then poll once and wake whoever is due."""
         while self.runnable:
-            item = self.runnable.pop(0)
+            item = self.runnable.popleft()
             if isinstance(item, tuple):
                 glet, reason = item
                 glet.switch(reason)
