@@ -55,6 +55,7 @@ def test_an_action_loads_the_engine_on_demand():
                          "--local-node", "node1")
     assert p.returncode == 1 and "/dev/sdzz" in p.stderr, p.stderr
     assert {"hamon.agents.fence.actions", "hamon.agents.fence.fencer"} <= loaded
+    assert "hamon.agents.fence.state" not in loaded  # only on (this node) writes it
 
 
 def test_a_bad_option_exits_1_with_its_message_through_the_same_exit():

@@ -20,7 +20,6 @@ from typing import Any
 from hamon.agents.fence.errors import EC_OK, ConfigError
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Node, Settings, settings_from, target_of
-from hamon.agents.fence.state import write_state
 from hamon.lib.devcheck import check_device
 from hamon.lib.disk import DeviceError
 from hamon.lib.multipath.resolve import Resolver
@@ -101,6 +100,9 @@ def set_power_status(conn: Storage, options: dict[str, Any]) -> None:
             log.info("%s", note)
         log.info("%s", report.summary)
         if target.name == conn.settings.local_node:
+            # json, tempfile: only this node's own unfencing writes the state file
+            from hamon.agents.fence.state import write_state
+
             write_state(conn.settings, target)
     elif options["--action"] == "off":
         report = conn.fencer.fence(conn.me, target)
