@@ -37,6 +37,8 @@ class Nexus:
 
 @dataclass
 class Setup:
+    """Nexus A (this node, every path) and B (the other node's stand-in) of one disk."""
+
     disk: str
     a: list[Nexus]
     b: Nexus | None

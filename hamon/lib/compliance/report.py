@@ -14,6 +14,9 @@ from hamon.lib.scsi.pr import ReservationType
 
 @dataclass
 class DiskReport:
+    """One disk's check: its nexuses, the judgement, a refusal, the restore, the state
+    before and after."""
+
     disk: str
     nexuses: list[str]
     judgement: Judgement | None = None

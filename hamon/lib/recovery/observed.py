@@ -38,6 +38,8 @@ class PathNow:
 
 @dataclass(frozen=True)
 class ReservationNow:
+    """The reservation of one disk as read now: holder, type and registered keys."""
+
     held: bool
     key: int | None
     type: str | None

@@ -28,6 +28,7 @@ class Selection:
 
 
 def entry_disks(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A journalled entry's disks; a malformed ``disks`` field reads as none."""
     disks = entry.get("disks")
     return [d for d in disks if isinstance(d, dict)] if isinstance(disks, list) else []
 

@@ -26,15 +26,18 @@ from hamon.lib.termination import Phase, TerminationKind, Verdict
 
 
 class Applies(StrEnum):
+    """Whether a step is to be done; every value comes with a ``why``."""
+
     YES = "yes"          # do this step
     NO = "no"            # the step does not apply here; ``why`` says why
     DONE = "done"        # nothing left to do for it; ``why`` says what shows that
     UNKNOWN = "unknown"  # hamon cannot tell; ``why`` says what to check
 
 
-
 @dataclass
 class Step:
+    """One step of the procedure as decided here: whether it applies, why, what to run."""
+
     number: int
     title: str
     applies: Applies
@@ -73,6 +76,7 @@ def _failed_paths(entry: dict[str, Any] | None) -> dict[str, list[dict[str, Any]
 
 
 def step1(sel: Selection, disks: list[DiskNow], kernel: dict[str, list[str]]) -> Step:
+    """Determine the cause: what the journal, the kernel and the paths now say."""
     e = sel.entry
     details: list[str] = []
     if e is not None:
@@ -131,6 +135,7 @@ def step1(sel: Selection, disks: list[DiskNow], kernel: dict[str, list[str]]) ->
 
 
 def step2(sel: Selection, disks: list[DiskNow]) -> Step:
+    """Resolve the cause: done once every path answers hamon's check again."""
     details = []
     still = []
     for d in disks:
@@ -161,6 +166,7 @@ def step2(sel: Selection, disks: list[DiskNow]) -> Step:
 
 
 def step3(disks: list[DiskNow], dlnkmgr: str) -> Step:
+    """Fail back: only under multipath software, only for paths that answer again."""
     details: list[str] = []
     commands: list[failback.Command] = []
     states: list[Applies] = []
@@ -247,6 +253,8 @@ def _left_by(disks: list[DiskNow], key: int | None) -> list[str]:
 
 def step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
            termination: str, unknown_why: str) -> Step:
+    """Cancel the reservation: only after a normal termination left it held; the phase
+    decides before the termination kind does, and an unknown kind says what to check."""
     e = sel.entry
     holders = _holder_lines(disks, nodes)
     cancels = [x for x in sel.later if x.get("kind") == "cancel"]
