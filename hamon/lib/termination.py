@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import syslog
 import threading
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hamon.lib import messages
+from hamon.lib import cluster, messages
 from hamon.lib.disk import Disk, PathState
 from hamon.lib.journal import Journal
 from hamon.lib.messages import DetailsCode
@@ -133,6 +132,8 @@ class OsAction(StrEnum):
 KMSG = "/dev/kmsg"
 _SYSRQ = {OsAction.REBOOT: "b", OsAction.POWEROFF: "o", OsAction.CRASH: "c"}
 _FALLBACK = {OsAction.REBOOT: ["reboot", "-f"], OsAction.POWEROFF: ["poweroff", "-f"]}
+#: Bound for the fallback command: ``reboot -f`` returns at once or never matters.
+FALLBACK_TIMEOUT = 30.0
 
 
 @dataclass
@@ -149,9 +150,12 @@ class OsTerminator:
     action: OsAction = OsAction.REBOOT
     dry_run_file: str | None = None
     requested: list[str] = field(default_factory=list)
+    #: Why the last request was not taken (SysRq and the fallback both refused).
+    failure: str = ""
 
     def terminate(self, reason: str) -> bool:
-        """Request termination; returns False when action is none (the caller must fail)."""
+        """Request termination. False when action is none or when neither SysRq nor the
+        fallback command took the request (``failure`` says why): the caller must fail."""
         if self.action is OsAction.NONE:
             return False
         self.requested.append(reason)
@@ -165,11 +169,20 @@ class OsTerminator:
         try:
             with open("/proc/sysrq-trigger", "w") as f:
                 f.write(_SYSRQ[self.action])
-        except OSError:
-            cmd = _FALLBACK.get(self.action)
-            if cmd:
-                subprocess.run(cmd, check=False, timeout=30)
-        return True
+            return True
+        except OSError as err:
+            why = f"/proc/sysrq-trigger: {err.strerror or err}"
+        cmd = _FALLBACK.get(self.action)
+        if cmd:
+            rc, _, err_text = cluster.run(cmd, FALLBACK_TIMEOUT)
+            if rc == 0:
+                return True
+            why += f"; {' '.join(cmd)}: {cluster.first_line(err_text) or f'exit {rc}'}"
+        # Neither way worked: the caller must not claim the OS is going down (the stop
+        # fails, so that Pacemaker fences this node instead).
+        self.failure = why
+        _to_kernel_log(f"hamon: the OS could not be terminated: {why}")
+        return False
 
 
 def _to_kernel_log(text: str) -> None:

@@ -163,3 +163,33 @@ def test_kernel_log_unwritable_does_not_stop_the_termination(monkeypatch):
     monkeypatch.setattr(termination, "open", fake_open, raising=False)
     assert OsTerminator(OsAction.CRASH).terminate("x")
     assert keys == ["c"]
+
+
+def _no_sysrq(monkeypatch):
+    def fake_open(path, mode="r"):
+        if path == "/proc/sysrq-trigger":
+            raise PermissionError(13, "Permission denied")
+        raise FileNotFoundError(path)
+    monkeypatch.setattr(termination, "open", fake_open, raising=False)
+
+
+def test_sysrq_refused_the_fallback_command_terminates(monkeypatch):
+    _no_sysrq(monkeypatch)
+    ran = []
+    monkeypatch.setattr(termination.cluster, "run",
+                        lambda argv, timeout: ran.append(argv) or (0, "", ""))
+    t = OsTerminator(OsAction.REBOOT)
+    assert t.terminate("x") and ran == [["reboot", "-f"]] and t.failure == ""
+
+
+def test_neither_sysrq_nor_the_fallback_is_no_claim_of_termination(monkeypatch):
+    """reboot -f missing or hung: terminate() says False (the stop then fails and
+    Pacemaker fences the node) and never raises out of the stop."""
+    _no_sysrq(monkeypatch)
+    t = OsTerminator(OsAction.REBOOT)
+    monkeypatch.setattr(termination.cluster, "run",
+                        lambda argv, timeout: (124, "", "reboot did not answer within 30 s"))
+    assert t.terminate("x") is False
+    assert "Permission denied" in t.failure and "did not answer" in t.failure
+    t = OsTerminator(OsAction.CRASH)  # no fallback command for a crash dump
+    assert t.terminate("x") is False and "sysrq-trigger" in t.failure
