@@ -22,9 +22,12 @@ import os
 import re
 import shutil
 import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 #: Bound for every cluster tool call (seconds).
 TIMEOUT = 5.0
@@ -49,6 +52,14 @@ def run(argv: list[str], timeout: float = TIMEOUT) -> tuple[int, str, str]:
     except OSError as err:
         return 126, "", f"{argv[0]}: {err.strerror}"
     return p.returncode, p.stdout, p.stderr
+
+
+def _xml(text: str) -> Element:
+    """Parse crm_mon's XML; ElementTree is imported here, not by every agent start (the
+    fence agent's ``off`` imports this module for the cluster name only)."""
+    import xml.etree.ElementTree as ET
+
+    return ET.fromstring(text)
 
 
 def first_line(text: str) -> str:
@@ -84,8 +95,8 @@ def parse_crm_node_list(text: str) -> dict[str, bool]:
 
 def parse_crm_mon_xml(text: str) -> tuple[dict[str, bool], bool | None]:
     try:
-        root = ET.fromstring(text)
-    except ET.ParseError as err:
+        root = _xml(text)
+    except SyntaxError as err:  # ElementTree.ParseError
         raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
     nodes = {n.get("name", ""): n.get("online") == "true" for n in root.iter("node")
              if n.get("name") and n.get("type", "member") == "member"}
@@ -125,8 +136,8 @@ def parse_active_resources(xml_text: str, node: str,
                            agent: str = "ocf:hamon:hamon_disk") -> list[str]:
     """Resources of ``agent`` that crm_mon shows active on ``node``."""
     try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError as err:
+        root = _xml(xml_text)
+    except SyntaxError as err:  # ElementTree.ParseError
         raise ClusterUnavailable(f"crm_mon gave unreadable XML: {err}") from None
     return [r.get("id", "?") for r in root.iter("resource")
             if r.get("resource_agent") == agent and r.get("active") == "true"

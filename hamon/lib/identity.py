@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 
-from hamon.lib import defaults
+from hamon.lib import cluster, defaults
 
 INITIATOR_PREFIX = "iqn.2026-11.org.hamon"
 _IQN_UNSAFE = re.compile(r"[^a-z0-9.\-:]")
@@ -50,21 +48,15 @@ def check_iscsi_name(name: str, what: str = "iscsi_initiator") -> str:
     return name
 
 
-def local_node_name(timeout: float = 5.0) -> str:
+def local_node_name(timeout: float = cluster.TIMEOUT) -> str:
     """Pacemaker's name for this node; the kernel's host name when Pacemaker cannot say."""
     on_node = "OCF_RESKEY_CRM_meta_on_node"  # Pacemaker's spelling, lower case and all
     env = os.environ.get(on_node) or defaults.NODE.get()
     if env:
         return env
-    if shutil.which("crm_node"):
-        try:
-            out = subprocess.run(["crm_node", "-n"], capture_output=True, text=True,
-                                 timeout=timeout, check=False)
-            name = out.stdout.strip()
-            if out.returncode == 0 and name:
-                return name
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+    rc, out, _ = cluster.run(["crm_node", "-n"], timeout)
+    if rc == 0 and out.strip():
+        return out.strip()
     return os.uname().nodename
 
 
