@@ -24,6 +24,7 @@ from hamon.lib.disk import Disk
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import ReservationType, format_key
+from hamon.lib.write_probe import write_probe
 from tests.integration.tgt import Tgt, available
 
 TOP = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ def part_one(tgt: Tgt) -> bool:
         show(rsv.reserve(disks["node1"], k["node1"], WE_RO))
         show_keys(disks["node1"])
         step(3, "node2 writes: a registrant may write under WE-RO")
-        out = rsv.write_probe(disks["node2"], 100, b"node2 was here")
+        out = write_probe(disks["node2"], 100, b"node2 was here")
         show(out)
         ok &= out.ok
         step(4, "node1 fences node2: PREEMPT AND ABORT (tgt refuses it: PREEMPT)")
@@ -95,13 +96,13 @@ def part_one(tgt: Tgt) -> bool:
         ok &= out.ok
         show_keys(disks["node1"])
         step(5, "node2 writes again")
-        out = rsv.write_probe(disks["node2"], 100, b"node2 again")
+        out = write_probe(disks["node2"], 100, b"node2 again")
         show(out)
         conflict = not out.ok and "RESERVATION CONFLICT" in str(out.results[0].error)
         say("   -> node2 is fenced off the disk" if conflict else "   -> UNEXPECTED")
         ok &= conflict
         step(6, "node1 writes")
-        out = rsv.write_probe(disks["node1"], 101, b"node1 still writes")
+        out = write_probe(disks["node1"], 101, b"node1 still writes")
         show(out)
         ok &= out.ok
         step(7, "clean up: node1 clears every registration")

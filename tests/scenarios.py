@@ -12,6 +12,7 @@ from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import Disk
 from hamon.lib.scsi.pr import ReservationType
+from hamon.lib.write_probe import write_probe
 
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")
@@ -39,11 +40,11 @@ def two_nodes_fence(disks_for: Callable[[str], list[Disk]]) -> list[tuple]:
         st = rsv.read_status(d2).results[0].value
         obs.append(("holder", st.reservation.key == K1, st.reservation.type.short))
         obs.append(("node2 write (registrant under WE-RO)",
-                    _err(rsv.write_probe(d2, 10, b"node2"))))
+                    _err(write_probe(d2, 10, b"node2"))))
         p = rsv.preempt(d1, K1, K2, WE_RO)
         obs.append(("node1 preempts node2", p.ok))
-        obs.append(("node2 write after preempt", _err(rsv.write_probe(d2, 10, b"node2"))))
-        obs.append(("node1 write", _err(rsv.write_probe(d1, 11, b"node1"))))
+        obs.append(("node2 write after preempt", _err(write_probe(d2, 10, b"node2"))))
+        obs.append(("node1 write", _err(write_probe(d1, 11, b"node1"))))
         st = rsv.read_status(d1).results[0].value
         obs.append(("keys after preempt", sorted(set(st.keys))))
         obs.append(("node2 preempts node1 (fenced itself)",

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 from hamon.lib import target_quirks as tq
 from hamon.lib.disk import Disk, NoWorkingPath, Path, PathFaulted, PathState, run_parallel
@@ -42,7 +43,11 @@ from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType
+from hamon.lib.scsi.status import Status
 from hamon.lib.transport.base import PathError, Transport
+
+#: What a one-path step returns per disk (a LunStatus, a fence's Preempted, ...).
+V = TypeVar("V")
 
 
 @dataclass
@@ -60,13 +65,15 @@ class PathResult:
 
 
 @dataclass
-class DiskResult:
+class DiskResult(Generic[V]):
+    """One disk's result of a step; ``value`` is the step's typed answer when ``ok``."""
+
     disk: Disk
     ok: bool
     detail: str = ""
     error: Exception | None = None
     paths: list[PathResult] = field(default_factory=list)
-    value: Any = None
+    value: V | None = None
 
     @property
     def path_failure(self) -> bool:
@@ -81,15 +88,15 @@ class DiskResult:
 
 
 @dataclass
-class Outcome:
+class Outcome(Generic[V]):
     action: str
-    results: list[DiskResult]
+    results: list[DiskResult[V]]
 
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results)
 
-    def failed(self) -> list[DiskResult]:
+    def failed(self) -> list[DiskResult[V]]:
         return [r for r in self.results if not r.ok]
 
     def as_dict(self) -> dict[str, Any]:
@@ -203,12 +210,12 @@ def unregister(disks: list[Disk], key: int) -> Outcome:
 
 # -- one path: RESERVE / RELEASE / PREEMPT / CLEAR ----------------------------------------
 def on_one_path(action: str, disks: list[Disk],
-                fn: Callable[[Disk, Path], tuple[str, Any]]) -> Outcome:
+                fn: Callable[[Disk, Path], tuple[str, V]]) -> Outcome[V]:
     """Run ``fn`` on every disk in parallel, each through one working path
     (:func:`on_any_path`): (detail, value) becomes a DiskResult, an answer of the PR
     protocol a failed one, no working path a path failure."""
 
-    def one_disk(d: Disk) -> DiskResult:
+    def one_disk(d: Disk) -> DiskResult[V]:
         try:
             p, (detail, value) = on_any_path(d, lambda p: fn(d, p))
         except PathError as err:
@@ -267,8 +274,16 @@ def release(disks: list[Disk], key: int) -> Outcome:
     return on_one_path("release", disks, fn)
 
 
+class Preemption(StrEnum):
+    """How a victim left a LUN (the journal and the fence report say it)."""
+
+    PREEMPT_AND_ABORT = "preempt-and-abort"
+    PREEMPT = "preempt"
+    ABSENT = "absent"  # it held no registration: already off the LUN
+
+
 def preempt(disks: list[Disk], key: int, victim: int, rtype: ReservationType, *,
-            abort: bool = True) -> Outcome:
+            abort: bool = True) -> Outcome[Preemption]:
     """Remove ``victim``'s registrations (and its reservation) using our ``key``.
 
     PREEMPT AND ABORT when ``abort`` (the victim's queued writes die with it), falling
@@ -277,21 +292,21 @@ def preempt(disks: list[Disk], key: int, victim: int, rtype: ReservationType, *,
     A victim that holds no registration is success: it is already off the LUN.
     """
 
-    def fn(d: Disk, p: Path) -> tuple[str, Any]:
+    def fn(d: Disk, p: Path) -> tuple[str, Preemption]:
         t = p.transport()
         keys = command.read_keys(t).keys
         if key not in keys:
-            raise ReservationConflict(0x18, None, f"{d.name}: our key "
+            raise ReservationConflict(Status.RESERVATION_CONFLICT, None, f"{d.name}: our key "
                                       f"{prm.format_key(key)} is not registered")
         if victim not in keys:
-            return f"{prm.format_key(victim)} not registered", "absent"
+            return f"{prm.format_key(victim)} not registered", Preemption.ABSENT
         return preempt_through(t, d, key, victim, rtype, abort=abort)
 
     return on_one_path("preempt", disks, fn)
 
 
 def preempt_through(t: Transport, disk: Disk, key: int, victim: int,
-                    rtype: ReservationType, *, abort: bool = True) -> tuple[str, str]:
+                    rtype: ReservationType, *, abort: bool = True) -> tuple[str, Preemption]:
     """One PREEMPT (AND ABORT) of ``victim`` through ``t``: (what happened, which).
 
     PREEMPT AND ABORT when ``abort`` (the victim's queued writes die with it); where the
@@ -305,12 +320,12 @@ def preempt_through(t: Transport, disk: Disk, key: int, victim: int,
     elif abort:
         try:
             command.pr_out(t, Out.PREEMPT_AND_ABORT, key, victim, rtype)
-            return "preempted and aborted", "preempt-and-abort"
+            return "preempted and aborted", Preemption.PREEMPT_AND_ABORT
         except IllegalRequest:
             tq.learn(tq.NO_PREEMPT_ABORT, t, disk)
     command.pr_out(t, Out.PREEMPT, key, victim, rtype)
     return ("preempted (the target lacks PREEMPT AND ABORT)" if abort else "preempted",
-            "preempt")
+            Preemption.PREEMPT)
 
 
 def clear(disks: list[Disk], key: int) -> Outcome:
@@ -371,11 +386,11 @@ class LunStatus:
     reservation_read_before: bool = False
 
 
-def read_status(disks: list[Disk], *, full: bool = False) -> Outcome:
+def read_status(disks: list[Disk], *, full: bool = False) -> Outcome[LunStatus]:
     """Keys and holder of every disk (value: LunStatus). READ FULL STATUS when asked
     and supported; a target without it still gives keys and holder."""
 
-    def fn(d: Disk, p: Path) -> tuple[str, Any]:
+    def fn(d: Disk, p: Path) -> tuple[str, LunStatus]:
         t = p.transport()
         keys = command.read_keys(t)
         res = command.read_reservation(t)
@@ -388,19 +403,3 @@ def read_status(disks: list[Disk], *, full: bool = False) -> Outcome:
         return "read", LunStatus(keys.keys, keys.generation, res, fs)
 
     return on_one_path("status", disks, fn)
-
-
-def write_probe(disks: list[Disk], lba: int, payload: bytes) -> Outcome:
-    """WRITE one block through one path: how a test shows who may write (RESERVATION
-    CONFLICT for a fenced node). Never used by the agents on user data."""
-
-    def fn(d: Disk, p: Path) -> tuple[str, Any]:
-        try:
-            command.write_block(p.transport(), lba, payload.ljust(512, b"\0")[:512])
-        except ReservationConflict as err:
-            # the answer this probe looks for: as a verdict (no command attached), so the
-            # fault classification does not take the path for a failed one
-            raise ReservationConflict(err.status, None, str(err)) from err
-        return f"wrote LBA {lba}", None
-
-    return on_one_path("write", disks, fn)

@@ -14,16 +14,23 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
 
 from hamon.lib import target_quirks as tq
 from hamon.lib.disk import Disk, Path
-from hamon.lib.reservation import LunStatus, Outcome, on_one_path, preempt_through, read_back
+from hamon.lib.reservation import (
+    LunStatus,
+    Outcome,
+    Preemption,
+    on_one_path,
+    preempt_through,
+    read_back,
+)
 from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType
+from hamon.lib.scsi.status import Status
 from hamon.lib.transport.base import Transport
 
 
@@ -31,7 +38,7 @@ class OwnKeyMissing(ReservationConflict):
     """Our key is not registered on this LUN (any more): we have been fenced."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(0x18, None, text)
+        super().__init__(Status.RESERVATION_CONFLICT, None, text)
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,13 @@ class Preempted:
     other registration changed meanwhile. :func:`fence` then reads only the keys back."""
 
     detail: str
-    how: str                               # "preempt-and-abort", "preempt", "absent"
+    how: Preemption
     kept: prm.Reservation | None = None
     generation: int | None = None
 
 
-def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType) -> Outcome:
+def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType
+          ) -> Outcome[tuple[Preemption, LunStatus]]:
     """Remove ``victim`` from each disk, acting only while our ``key`` is there; make
     sure a reservation restricts writes; read the LUN back (value: (how, LunStatus)).
 
@@ -59,7 +67,7 @@ def fence(disks: list[Disk], key: int, victim: int, rtype: ReservationType) -> O
     starts it again through the next. Answers: :class:`OwnKeyMissing` (we are fenced).
     """
 
-    def fn(d: Disk, p: Path) -> tuple[str, Any]:
+    def fn(d: Disk, p: Path) -> tuple[str, tuple[Preemption, LunStatus]]:
         t = p.transport()
         pre = guarded_preempt(t, d, key, victim, rtype)
         st = _read_back_after(t, d, pre)
@@ -148,7 +156,7 @@ def guarded_preempt(t: Transport, d: Disk, key: int, victim: int,
     if key not in before:
         raise OwnKeyMissing(f"{d.name}: our key {prm.format_key(key)} is not registered")
     if victim not in before:
-        return Preempted(f"{prm.format_key(victim)} not registered", "absent")
+        return Preempted(f"{prm.format_key(victim)} not registered", Preemption.ABSENT)
     try:
         return Preempted(*preempt_through(t, d, key, victim, rtype))
     except ReservationConflict:
@@ -175,7 +183,7 @@ def _preempt_registered(t: Transport, d: Disk, key: int, victim: int,
     tq.see_key(t, d, key)
     kept: prm.Reservation | None = None
     if victim not in keys.keys:
-        outcome = (f"{prm.format_key(victim)} not registered", "absent")
+        outcome = (f"{prm.format_key(victim)} not registered", Preemption.ABSENT)
         victim_held, generation = False, keys.generation
     else:
         held = command.read_reservation(t)

@@ -22,6 +22,7 @@ from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.status import Status
+from hamon.lib.write_probe import write_probe
 
 
 def outcome(r: rsv.DiskResult) -> str:
@@ -45,7 +46,7 @@ def main(node: str, initiator: str, urls: str) -> int:
             if cmd == "join":
                 print(json.dumps({"ok": rsv.register(disks, me.key).ok}), flush=True)
             elif cmd == "write":
-                out = rsv.write_probe(disks, 3, node.encode()).results
+                out = write_probe(disks, 3, node.encode()).results
                 print(json.dumps({"writes": [outcome(r) for r in out]}), flush=True)
             elif cmd == "quit":
                 break

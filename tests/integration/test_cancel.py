@@ -23,6 +23,7 @@ from hamon.lib.journal import Journal
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import ReservationType
+from hamon.lib.write_probe import write_probe
 from tests.fake_cluster import fake_cluster
 from tests.integration.tgt import Tgt
 
@@ -94,8 +95,8 @@ def test_stale_key_of_a_dead_node_is_cancelled(tgt: Tgt, tmp_path: Path):
     try:
         assert rsv.register(ds1, K1).ok
         assert rsv.reserve(ds1, K1, WE_RO).ok
-        assert rsv.write_probe(ds1, 5, b"node1").ok
-        w = rsv.write_probe(ds2, 5, b"node2")
+        assert write_probe(ds1, 5, b"node1").ok
+        w = write_probe(ds2, 5, b"node2")
         assert isinstance(w.results[0].error, ReservationConflict)
     finally:
         for d in ds1 + ds2:

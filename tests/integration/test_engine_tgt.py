@@ -10,6 +10,7 @@ from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, TgtProfile
+from hamon.lib.write_probe import write_probe
 from tests import scenarios
 from tests.scenarios import K1, K2, WE_RO
 from tests.unit.simdisk import sim_disk
@@ -48,7 +49,7 @@ def test_tgt_refuses_preempt_and_abort_so_the_engine_falls_back(tgt):
         out = rsv.preempt(d1, K1, K2, WE_RO)
         assert out.ok and out.results[0].value == "preempt"
         assert d1[0].wwid in tq.NO_PREEMPT_ABORT
-        err = rsv.write_probe(d2, 5, b"x").results[0].error
+        err = write_probe(d2, 5, b"x").results[0].error
         assert isinstance(err, ReservationConflict)
     finally:
         for d in d1 + d2:

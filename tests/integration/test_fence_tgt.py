@@ -25,6 +25,7 @@ from hamon.lib import reservation as rsv
 from hamon.lib.keys import key_for_node
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.status import Status
+from hamon.lib.write_probe import write_probe
 from tests.integration.tgt import Tgt
 
 pytestmark = pytest.mark.integration
@@ -73,7 +74,7 @@ class NodeIO:
         ``RESERVATION CONFLICT`` (status 0x18, what a fenced node must get), or any other
         error named as it is: a dropped session is not a conflict."""
         out = []
-        for r in rsv.write_probe(self.disks, 3, self.node.encode()).results:
+        for r in write_probe(self.disks, 3, self.node.encode()).results:
             if r.ok:
                 out.append(WRITTEN)
             elif isinstance(r.error, ReservationConflict) and \

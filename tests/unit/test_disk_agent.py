@@ -32,6 +32,7 @@ from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from hamon.lib.termination import OsAction, OsTerminator, TerminationKind
+from hamon.lib.write_probe import write_probe
 
 TARGET = "iqn.2026-11.org.hamon:sim"
 
@@ -163,7 +164,7 @@ def lun_disk(storage: Storage, node: str, lun: int = 1):
 def write(storage: Storage, node: str) -> str | None:
     disks = lun_disk(storage, node)
     try:
-        r = rsv.write_probe(disks, 7, node.encode()).results[0]
+        r = write_probe(disks, 7, node.encode()).results[0]
         return None if r.ok else type(r.error).__name__
     finally:
         for d in disks:

@@ -271,8 +271,10 @@ class Fencer:
             raise FenceError(f"fencing {victim.name} is incomplete: " + join(dict.fromkeys(
                 errors)))
         self._verified = (me.key, victim.key)
-        kinds = {str(r.value) for r in results if r.ok}
-        how = ("preempt-and-abort" if kinds <= {"preempt-and-abort", "absent"} else "preempt")
+        kinds = {r.value for r in results if r.ok}
+        how = (rsv.Preemption.PREEMPT_AND_ABORT
+               if kinds <= {rsv.Preemption.PREEMPT_AND_ABORT, rsv.Preemption.ABSENT}
+               else rsv.Preemption.PREEMPT)
         return Report(f"removed {victim} from {len(disks)} device(s) ({how}); "
                       f"arbiter {arbiter.name}")
 
