@@ -23,8 +23,8 @@ from hamon.lib import reservation as rsv
 from hamon.lib.disk import Disk
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
+from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi.pr import ReservationType, format_key
-from hamon.lib.write_probe import write_probe
 from tests.integration.tgt import Tgt, available
 
 TOP = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import Disk
+from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi.pr import ReservationType
-from hamon.lib.write_probe import write_probe
 
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 K1, K2 = keymod.key_for_node("node1"), keymod.key_for_node("node2")

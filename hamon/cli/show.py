@@ -23,8 +23,7 @@ from hamon.cli.common import (
 )
 from hamon.lib import cluster, config
 from hamon.lib import keys as keymod
-from hamon.lib import reservation as rsv
-from hamon.lib.disk import DeviceError, Disk, split_operands
+from hamon.lib.disk import DeviceError, Disk, run_parallel, split_operands
 from hamon.lib.identity import local_node_name
 from hamon.lib.recovery.observed import describe_key
 from hamon.lib.recovery.selection import last_entry, summarize
@@ -33,7 +32,7 @@ from hamon.lib.scsi.pr import format_key
 
 def cmd_paths(args: argparse.Namespace) -> int:
     ds = disks(args)
-    rsv.run_parallel([lambda d=d: d.check_paths(args.timeout) for d in ds])
+    run_parallel([lambda d=d: d.check_paths(args.timeout) for d in ds])
     if args.json:
         render.print_json([d.as_dict() for d in ds])
     else:

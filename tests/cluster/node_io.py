@@ -20,9 +20,9 @@ import sys
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
+from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.status import Status
-from hamon.lib.write_probe import write_probe
 
 
 def outcome(r: rsv.DiskResult) -> str:

@@ -21,9 +21,9 @@ from hamon.lib.disk import Disk
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
 from hamon.lib.multipath.resolve import Resolver
+from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import ReservationType
-from hamon.lib.write_probe import write_probe
 from tests.fake_cluster import fake_cluster
 from tests.integration.tgt import Tgt
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 import time
 
 from hamon.lib import reservation as rsv
-from hamon.lib import target_quirks as tq
 from hamon.lib.disk import PathState
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
+from hamon.lib.reservation import quirks as tq
+from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, TgtProfile
-from hamon.lib.write_probe import write_probe
 from tests import scenarios
 from tests.scenarios import K1, K2, WE_RO
 from tests.unit.simdisk import sim_disk

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from hamon.lib import messages
-from hamon.lib import target_quirks as tq
+from hamon.lib.reservation import quirks as tq
 from hamon.lib.sim import SimLun, TargetProfile
 
 
@@ -37,7 +37,7 @@ def forget_fallbacks() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def fresh_target_memory() -> Iterator[None]:
-    """What targets taught (hamon.lib.target_quirks: refused commands, session-bound
+    """What targets taught (hamon.lib.reservation.quirks: refused commands, session-bound
     registrations, keys the guard saw) is per process, as an agent run is one action;
     in the test process it must not pass from one test's targets to the next."""
     tq.forget()

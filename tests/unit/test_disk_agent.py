@@ -28,11 +28,12 @@ from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.pacemaker import attributes
 from hamon.lib.pacemaker.ocf_call import ExitStatus
 from hamon.lib.pacemaker.termination_kind import Detection
+from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
+from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile
 from hamon.lib.termination import OsAction, OsTerminator, TerminationKind
-from hamon.lib.write_probe import write_probe
 
 TARGET = "iqn.2026-11.org.hamon:sim"
 
@@ -224,7 +225,7 @@ def test_start_removes_every_other_registration(tmp_path, captured):
 
 
 FOREIGN = 0x4841_4D4F_4E00_0001   # e.g. HA Monitor's, or another cluster's key
-WE_RO = rsv.ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
+WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 
 
 def held_by(st: Storage) -> int:
@@ -332,7 +333,7 @@ def test_an_all_registrants_reservation_is_taken_over_by_removing_the_others(
     n1, _ = two_nodes(tmp_path, st)
     other = lun_disk(st, "node2")
     assert rsv.register(other, K2).ok
-    assert rsv.reserve(other, K2, rsv.ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS).ok
+    assert rsv.reserve(other, K2, ReservationType.WRITE_EXCLUSIVE_ALL_REGISTRANTS).ok
     for d in other:
         d.close()
     assert n1.start() == 0
@@ -559,7 +560,7 @@ def test_monitor_reports_a_disk_held_by_someone_else_as_failure(tmp_path):
     assert n1.start() == 0
     other = lun_disk(st, "node2", lun=2)
     assert rsv.register(other, K2).ok
-    assert rsv.preempt(other, K2, K1, rsv.ReservationType(5)).ok
+    assert rsv.preempt(other, K2, K1, ReservationType(5)).ok
     for d in other:
         d.close()
     a = n1.agent()

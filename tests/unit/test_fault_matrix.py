@@ -24,9 +24,10 @@ from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Settings
 from hamon.lib import keys as keymod
 from hamon.lib import messages
-from hamon.lib import reservation as rsv
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.pacemaker.ocf_call import ExitStatus
+from hamon.lib.scsi import command
+from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.sense import SenseKey
 from hamon.lib.sim import FaultKind, FaultRule, SimLun, SimTransport, TgtProfile
 from tests.unit.test_disk_agent import Node, Storage
@@ -325,8 +326,8 @@ def test_watchdog_check(fault, extent):
     for sl in arr.storage.lun.values():       # node1 fences node2 behind the faults' back
         sl.clear_faults()
         t = SimTransport(path="x", lun=sl, initiator="iqn.2026-11.org.hamon:node1", port=1)
-        rsv.command.pr_out(t, rsv.Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, K1)
-        rsv.command.pr_out(t, rsv.Out.PREEMPT, K1, K2, 5)
+        command.pr_out(t, Out.REGISTER_AND_IGNORE_EXISTING_KEY, 0, K1)
+        command.pr_out(t, Out.PREEMPT, K1, K2, 5)
     inject(arr.storage, fault, ports)
     verdict = fence_check._once(resolver(), urls, K2)
     expected = fence_check.EXIT_FENCED if len(ports) < paths else fence_check.EXIT_OK

@@ -2,8 +2,8 @@
 import pytest
 
 from hamon.lib import reservation as rsv
-from hamon.lib import target_quirks as tq
 from hamon.lib.disk import PathState
+from hamon.lib.reservation import quirks as tq
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.sim import SimLun, TgtProfile
 from hamon.lib.transport.base import PathError

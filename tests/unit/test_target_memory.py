@@ -14,8 +14,8 @@ import pytest
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Settings
 from hamon.lib import reservation as rsv
-from hamon.lib import target_quirks as tq
 from hamon.lib.multipath.resolve import Resolver
+from hamon.lib.reservation import quirks as tq
 from hamon.lib.scsi.pr import PrInServiceAction as In
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from tests.unit.test_fence_core import N1, N2, PORTALS, TARGET, SimArray, unfence

@@ -12,7 +12,7 @@ from __future__ import annotations
 from hamon.lib import messages
 from hamon.lib.disk import Disk, PathFaulted, PathState
 from hamon.lib.messages import RecoveryCode
-from hamon.lib.path_key import key_on_path, register_path
+from hamon.lib.reservation.path_key import key_on_path, register_path
 from hamon.lib.scsi.errors import ScsiError
 from hamon.lib.scsi.pr import format_key
 

@@ -23,7 +23,7 @@ from hamon.lib.disk import Disk, run_in_threads
 from hamon.lib.pacemaker import attributes
 from hamon.lib.pacemaker.ocf_call import ExitStatus
 from hamon.lib.pacemaker.termination_kind import Detection
-from hamon.lib.reservation_withdraw import withdraw
+from hamon.lib.reservation.withdrawal import withdraw
 from hamon.lib.scsi.pr import format_key
 from hamon.lib.termination import (
     DiskFailure,

@@ -53,10 +53,11 @@ from hamon.agents.fence.outcome import (
     why,
 )
 from hamon.agents.fence.settings import Node, Settings
-from hamon.lib import messages, reservation_fence
+from hamon.lib import messages
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, Disk, run_parallel
 from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
+from hamon.lib.reservation import fencing
 from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import ReservationType, format_key
@@ -356,7 +357,7 @@ class Fencer:
 
 
 # --------------------------------------------------------------------------- preempt
-OwnKeyMissing = reservation_fence.OwnKeyMissing
+OwnKeyMissing = fencing.OwnKeyMissing
 VERIFY_RETRIES = 3
 VERIFY_PAUSE = 0.02
 
@@ -367,7 +368,7 @@ def _fence_all(disks: list[Disk], me: Node, victim: Node,
     preempt, a reservation where none is held, the read-back, through one working path
     per disk; a path fault moves the job to the next path of that disk."""
     out = []
-    for r in reservation_fence.fence(disks, me.key, victim.key, rtype).results:
+    for r in fencing.fence(disks, me.key, victim.key, rtype).results:
         if not r.ok:
             out.append((r, DiskState(r.disk, error=why(r))))
             continue

@@ -8,23 +8,19 @@ binds registrations to sessions, count our key's entries, PREEMPT, remove the se
 registration again) is what makes a new agent process able to PREEMPT on tgt without
 ever letting a fenced node preempt the winner; its steps and why each is safe are in
 :func:`guarded_preempt`'s docstring. Which commands a LUN can skip because another LUN of
-its target answered them is :mod:`hamon.lib.target_quirks`.
+its target answered them is :mod:`hamon.lib.reservation.quirks`.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
 
-from hamon.lib import target_quirks as tq
 from hamon.lib.disk import Disk, Path
-from hamon.lib.reservation import (
-    LunStatus,
-    Outcome,
-    Preemption,
-    on_one_path,
-    preempt_through,
-    read_back,
-)
+from hamon.lib.reservation import quirks as tq
+from hamon.lib.reservation.hold import preempt_through
+from hamon.lib.reservation.paths import on_one_path
+from hamon.lib.reservation.read import read_back
+from hamon.lib.reservation.results import LunStatus, Outcome, Preemption
 from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError

@@ -7,7 +7,7 @@ PREEMPT AND ABORT refused, READ FULL STATUS refused, a new session not being the
 registered nexus (tgt). Each is a guess for the other LUNs, and each guess is safe when
 wrong: PREEMPT removes the victim as PREEMPT AND ABORT does, a refused READ FULL STATUS
 is asked as READ KEYS and READ RESERVATION, and the nexus guess is checked by the
-target's own answer and by counting (:func:`hamon.lib.reservation_fence.guarded_preempt`),
+target's own answer and by counting (:func:`hamon.lib.reservation.fencing.guarded_preempt`),
 so a wrong guess costs commands, never a needed one. The memory lives as long as the
 process; :func:`forget` empties it (tests).
 """
@@ -28,7 +28,7 @@ _LOCK = threading.Lock()
 NEW_SESSION_UNREGISTERED: set[str] = set()
 NO_FULL_STATUS: set[str] = set()
 #: (LUN or target, key): the guard's count found ``key`` legitimately registered there
-#: in this process (hamon.lib.reservation_fence.guarded_preempt): past a fence's arbiter.
+#: in this process (hamon.lib.reservation.fencing.guarded_preempt): past a fence's arbiter.
 KEY_SEEN: set[tuple[str, int]] = set()
 
 
