@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+from hamon.lib import command
 from hamon.lib.faults import PathFault, classify
-from hamon.lib.scsi import command
 from hamon.lib.transport.base import PathError, Transport
 
 T = TypeVar("T")

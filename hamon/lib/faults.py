@@ -13,7 +13,7 @@ each path's outcome is exactly one of:
 * a **path fault**: everything else. No answer within the timeout, a lost connection, a
   transport error; CHECK CONDITION with NOT READY, MEDIUM ERROR, HARDWARE ERROR,
   ABORTED COMMAND or any sense not expected; BUSY or TASK SET FULL still there after the
-  bounded retries of :mod:`hamon.lib.scsi.command`; UNIT ATTENTION that does not stop; a
+  bounded retries of :mod:`hamon.lib.command`; UNIT ATTENTION that does not stop; a
   PR IN answer that is short or malformed; RESERVATION CONFLICT to a command other than
   PR OUT; an unexpected status; and an exception from the code that drove the path (a
   path whose check raised is a failed path, with the reason, never a silent "unknown").

@@ -419,7 +419,7 @@ def test_off_with_more_registrations_than_one_read_keys_returns(tgt_factory):
     victim stayed registered and wrote. With 1100 other registrations on the LUN, the
     victim's key comes after them: off must read the whole list, remove it, and say
     success only then (checked by an observer); hamon keys shows the target's count."""
-    from hamon.lib.scsi import command
+    from hamon.lib import command
     from hamon.lib.scsi.pr import PrOutServiceAction as Out
     from hamon.lib.transport.iscsi import IscsiTransport
 

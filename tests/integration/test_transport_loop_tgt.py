@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from hamon.lib import command
 from hamon.lib.disk import run_parallel
 from hamon.lib.identity import default_initiator
-from hamon.lib.scsi import command
 from hamon.lib.sim import FaultKind, FaultRule
 from hamon.lib.transport import loop
 from hamon.lib.transport.base import PathTimeout

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from hamon.lib import command
 from hamon.lib.disk import run_parallel
 from hamon.lib.scsi import cdb as cdbs
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import Busy
 from hamon.lib.scsi.status import Status
 from hamon.lib.transport import loop

@@ -19,8 +19,8 @@ from hamon.agents.disk.monitor import monitor
 from hamon.agents.disk.settings import ConfigError, parse_settings
 from hamon.agents.disk.start import start
 from hamon.agents.disk.stop import stop
+from hamon.lib import command, messages
 from hamon.lib import keys as keymod
-from hamon.lib import messages
 from hamon.lib import reservation as rsv
 from hamon.lib.identity import default_initiator
 from hamon.lib.journal import Journal
@@ -29,7 +29,6 @@ from hamon.lib.pacemaker import attributes
 from hamon.lib.pacemaker.ocf_call import ExitStatus
 from hamon.lib.pacemaker.termination_kind import Detection
 from hamon.lib.reservation.write_probe import write_probe
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.sim import SimLun, SimTransport, TgtProfile

@@ -22,11 +22,10 @@ from hamon.agents.fence import check as fence_check
 from hamon.agents.fence.errors import FenceError
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Settings
+from hamon.lib import command, messages
 from hamon.lib import keys as keymod
-from hamon.lib import messages
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.pacemaker.ocf_call import ExitStatus
-from hamon.lib.scsi import command
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.sense import SenseKey
 from hamon.lib.sim import FaultKind, FaultRule, SimLun, SimTransport, TgtProfile

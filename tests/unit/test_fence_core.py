@@ -18,11 +18,11 @@ import pytest
 from hamon.agents.fence.errors import FenceError
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Node, Settings
+from hamon.lib import command
 from hamon.lib import reservation as rsv
 from hamon.lib.identity import default_initiator
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.reservation import quirks as tq
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType as RT

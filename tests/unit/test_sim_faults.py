@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from hamon.lib.scsi import command
+from hamon.lib import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import Busy, CheckCondition, ReservationConflict, error_for
 from hamon.lib.scsi.pr import PrInServiceAction as In

@@ -1,7 +1,7 @@
 """The in-memory target's SPC-4 state machine, command by command."""
 import pytest
 
-from hamon.lib.scsi import command
+from hamon.lib import command
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, UnitAttention
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType as RT

@@ -53,12 +53,11 @@ from hamon.agents.fence.outcome import (
     why,
 )
 from hamon.agents.fence.settings import Node, Settings
-from hamon.lib import messages
+from hamon.lib import command, messages
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, Disk, run_parallel
 from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
 from hamon.lib.reservation import fencing
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import ReservationType, format_key
 from hamon.lib.transport.base import PathError

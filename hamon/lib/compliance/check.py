@@ -8,12 +8,12 @@ An early end is judged from what was seen, and never passes.
 """
 from __future__ import annotations
 
+from hamon.lib import command
 from hamon.lib.compliance.nexus import ISCSI_ROLE, Refused, Setup, open_iscsi, setup_for
 from hamon.lib.compliance.report import DiskReport
 from hamon.lib.compliance.run import Run, Stopped, hex_keys, lun_state, reservation_text
 from hamon.lib.compliance.verdict import CHECK_KEYS, NEEDS_TWO_NEXUSES, OPS_BY_ID, Verdict, decide
 from hamon.lib.disk import DiskKind
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ScsiError
 from hamon.lib.scsi.pr import ReservationType
 from hamon.lib.transport.base import PathError

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hamon.lib import command
 from hamon.lib.compliance.nexus import Setup
 from hamon.lib.compliance.verdict import (
     CHECK_KEYS,
@@ -28,7 +29,6 @@ from hamon.lib.compliance.verdict import (
     Outcome,
     expected_write,
 )
-from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hamon.lib import command
 from hamon.lib.disk import DeviceError, Disk, DiskKind, Path, PathState, run_parallel
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ScsiError
 from hamon.lib.transport.base import PathError
 

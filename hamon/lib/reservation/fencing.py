@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, Path
 from hamon.lib.reservation import quirks as tq
 from hamon.lib.reservation.hold import preempt_through
 from hamon.lib.reservation.paths import on_one_path
 from hamon.lib.reservation.read import read_back
 from hamon.lib.reservation.results import LunStatus, Outcome, Preemption
-from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, Path
 from hamon.lib.reservation import quirks as tq
 from hamon.lib.reservation.paths import (
     on_one_path,
 )
 from hamon.lib.reservation.results import Outcome, Preemption
-from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict
 from hamon.lib.scsi.pr import PrOutServiceAction as Out

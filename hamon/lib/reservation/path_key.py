@@ -6,9 +6,9 @@ path that was down while the key changed may carry no key, or an old one.
 """
 from __future__ import annotations
 
+from hamon.lib import command
 from hamon.lib.disk import Path, PathFaulted
 from hamon.lib.reservation.paths import refusal_fault
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, NoWorkingPath, Path, PathFaulted, PathState, run_parallel
 from hamon.lib.faults import PathFault
 from hamon.lib.messages import DetailsCode
 from hamon.lib.reservation.results import DiskResult, Outcome, PathResult, V
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import IllegalRequest, ScsiError
 from hamon.lib.transport.base import PathError
 

@@ -2,13 +2,13 @@
 """
 from __future__ import annotations
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, Path
 from hamon.lib.reservation import quirks as tq
 from hamon.lib.reservation.paths import (
     on_one_path,
 )
 from hamon.lib.reservation.results import LunStatus, Outcome
-from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.errors import IllegalRequest
 from hamon.lib.transport.base import Transport

@@ -2,6 +2,7 @@
 """
 from __future__ import annotations
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, NoWorkingPath, Path, PathFaulted, run_parallel
 from hamon.lib.reservation.paths import (
     for_each_disk,
@@ -9,7 +10,6 @@ from hamon.lib.reservation.paths import (
     ua_text,
 )
 from hamon.lib.reservation.results import DiskResult, Outcome, PathResult
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 

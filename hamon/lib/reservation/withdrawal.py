@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, Path
 from hamon.lib.faults import LunAnswer
 from hamon.lib.reservation.hold import preempt_through
 from hamon.lib.reservation.paths import on_one_path
 from hamon.lib.reservation.results import LunStatus, Outcome
-from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.pr import PrOutServiceAction as Out
 from hamon.lib.scsi.pr import ReservationType

@@ -5,10 +5,10 @@ and the holder's do not. Never used by the agents on user data.
 """
 from __future__ import annotations
 
+from hamon.lib import command
 from hamon.lib.disk import Disk, Path
 from hamon.lib.reservation.paths import on_one_path
 from hamon.lib.reservation.results import Outcome
-from hamon.lib.scsi import command
 from hamon.lib.scsi.errors import ReservationConflict
 
 

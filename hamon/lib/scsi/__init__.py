@@ -10,7 +10,7 @@ than the ~400 lines here. Names follow SPC-4 and sg3_utils (``sg_persist``) so t
 hamon prints can be compared with ``sg_persist -k/-r/-c/-s`` line by line.
 
 This package knows nothing of devices or transports: it turns intentions into bytes and
-bytes into typed answers. :mod:`hamon.lib.scsi.command` joins it to any
+bytes into typed answers. :mod:`hamon.lib.command` joins it to any
 :class:`~hamon.lib.transport.base.Transport`.
 """
 from hamon.lib.scsi.errors import (

@@ -216,7 +216,7 @@ def _header(data: bytes) -> tuple[int, bytes, bool]:
 
 def parse_read_keys(data: bytes) -> Keys:
     """READ KEYS. ``truncated``: the list goes on past ``data`` (the caller must read
-    again with a larger allocation; :func:`hamon.lib.scsi.command.read_keys` does). A
+    again with a larger allocation; :func:`hamon.lib.command.read_keys` does). A
     list whose length is not whole keys is malformed: ResponseError."""
     generation, body, truncated = _header(data)
     add_len = struct.unpack_from(">I", data, 4)[0]

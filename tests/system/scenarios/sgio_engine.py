@@ -26,10 +26,10 @@ sys.path.insert(0, os.environ["HAMON_REPO"])
 
 import storage
 
+from hamon.lib import command
 from hamon.lib import reservation as rsv
 from hamon.lib.keys import key_for_node
 from hamon.lib.multipath.resolve import Resolver
-from hamon.lib.scsi import command
 from hamon.lib.scsi import pr as prm
 from hamon.lib.scsi.pr import ReservationType
 
