@@ -34,7 +34,7 @@ from hamon.cli.common import (
     default_resolver,
 )
 from hamon.cli.parser import build_parser
-from hamon.lib import config
+from hamon.lib import config, defaults
 from hamon.lib import keys as keymod
 from hamon.lib.disk import DeviceError
 from hamon.lib.transport.base import PathError
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None, *,
     except KeyboardInterrupt:
         return 130
     except Exception as err:  # the promise: one line, never a traceback
-        if os.environ.get("HAMON_DEBUG"):
+        if defaults.DEBUG.get():
             raise
         print(f"hamon: internal error: {type(err).__name__}: {err} (HAMON_DEBUG=1 shows "
               "the traceback; please report it)", file=sys.stderr)

@@ -4,7 +4,9 @@ Why one module: the same variable was read in several rooms (the journal's path 
 disk agent, the CLI and the journal itself), each with its own fallback, so a default
 could drift apart between the agent that writes a file and the command that reads it.
 Here each setting is one :class:`Setting`: its variable, its default, and why it exists.
-Stdlib only, no dataclasses: the fence agent's lean start imports it.
+Stdlib only, no dataclasses: the fence agent's lean start imports it. The transports'
+own switches (``HAMON_NO_LOOP``, ``HAMON_ISCSI_DEBUG``) stay in ``transport/``: it is the
+floor below the library and reads nothing of it.
 """
 from __future__ import annotations
 
@@ -52,13 +54,10 @@ NODE = Setting("HAMON_NODE", "", "this node's name, when Pacemaker cannot say")
 
 # -- switches for tests and troubleshooting -------------------------------------------------
 DEBUG = Setting("HAMON_DEBUG", "", "``hamon``: a traceback instead of one line on error")
-ISCSI_DEBUG = Setting("HAMON_ISCSI_DEBUG", "", "libiscsi's debug level (0-10)")
-NO_LOOP = Setting("HAMON_NO_LOOP", "", "one thread per path instead of the poll loop "
-                  "(the benchmark's comparison)")
 CHECK_DRY_RUN = Setting("HAMON_CHECK_DRY_RUN", "",
                         "the watchdog hook reports instead of rebooting (tests)")
 OS_TERMINATION_DRY_RUN = Setting("HAMON_OS_TERMINATION_DRY_RUN", "",
                                  "KAMN726-E is logged but the OS is not terminated (tests)")
 
 ALL = (JOURNAL, STATE_DIR, DISKS_FILE, FENCE_STATE, STONITH_SYSCONFIG, CLUSTER_NAME, NODE,
-       DEBUG, ISCSI_DEBUG, NO_LOOP, CHECK_DRY_RUN, OS_TERMINATION_DRY_RUN)
+       DEBUG, CHECK_DRY_RUN, OS_TERMINATION_DRY_RUN)

@@ -26,15 +26,6 @@ def lun() -> SimLun:
     return SimLun("lun", profile=TargetProfile(ua_on_new_nexus=False))
 
 
-@pytest.fixture
-def forget_fallbacks() -> Iterator[None]:
-    """The per-process memory of LUNs that refused PREEMPT AND ABORT, empty before and
-    after: a test must not inherit what another test's target taught."""
-    tq.NO_PREEMPT_ABORT.clear()
-    yield
-    tq.NO_PREEMPT_ABORT.clear()
-
-
 @pytest.fixture(autouse=True)
 def fresh_target_memory() -> Iterator[None]:
     """What targets taught (hamon.lib.reservation.quirks: refused commands, session-bound
@@ -42,3 +33,4 @@ def fresh_target_memory() -> Iterator[None]:
     in the test process it must not pass from one test's targets to the next."""
     tq.forget()
     yield
+    tq.forget()

@@ -72,7 +72,6 @@ CELLS = [(f, e) for f in FAULTS for e in EXTENTS]
 IDS = [f"{f}-{e}" for f, e in CELLS]
 
 
-pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
 def inject(storage: Storage, fault: str, ports: tuple[int, ...]) -> None:

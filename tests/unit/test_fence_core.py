@@ -125,7 +125,6 @@ N1, N2, N3 = node("node1"), node("node2"), node("node3")
 PROFILES = ["spc4", "tgt"]
 
 
-pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
 def unfence(arr: SimArray, *names: str) -> None:

@@ -1,5 +1,4 @@
 """The reservation engine on the in-memory target: per disk, per path, in parallel."""
-import pytest
 
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import PathState
@@ -10,8 +9,6 @@ from hamon.lib.transport.base import PathError
 from tests import scenarios
 from tests.scenarios import K1, K2, WE_RO
 from tests.unit.simdisk import sim_disk
-
-pytestmark = pytest.mark.usefixtures("forget_fallbacks")
 
 
 def test_two_nodes_fence_scenario_on_sim_with_tgt_profile():

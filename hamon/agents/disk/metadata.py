@@ -20,7 +20,7 @@ import os
 import sys
 from types import ModuleType
 
-from hamon.lib.journal import DEFAULT_PATH as DEFAULT_JOURNAL
+from hamon.lib import defaults
 
 from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TYPE
 
@@ -152,8 +152,8 @@ PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
      "value plus 10 seconds.", "integer", False, str(DEFAULT_COMMAND_TIMEOUT)),
     ("journal", "Journal file",
      "Where failures and terminations are recorded durably (fsync) for hamon recover. "
-     f"Default: the HAMON_JOURNAL environment variable, else {DEFAULT_JOURNAL}.",
-     "string", False, DEFAULT_JOURNAL),
+     f"Default: the HAMON_JOURNAL environment variable, else {defaults.JOURNAL.default}.",
+     "string", False, defaults.JOURNAL.default),
     ("state_dir", "Directory of the agent's small state files",
      "Where the agent remembers path states between monitors and whether this node "
      "started the resource (a tmpfs: nothing of it must survive a reboot). Default: "

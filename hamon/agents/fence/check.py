@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 from hamon.agents.fence.state import read_state, state_path
+from hamon.lib import defaults
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, run_parallel
 from hamon.lib.multipath.resolve import Resolver
@@ -41,9 +42,9 @@ from hamon.lib.transport.base import Transport
 
 log = logging.getLogger("fence_hamon_scsi_check")
 
-SYSCONFIG = "/etc/sysconfig/stonith"
+SYSCONFIG = defaults.STONITH_SYSCONFIG.default
 #: Tests and demos: append the reboot request to this file instead of rebooting.
-DRY_RUN_ENV = "HAMON_CHECK_DRY_RUN"
+DRY_RUN_ENV = defaults.CHECK_DRY_RUN.name
 EXIT_OK, EXIT_FENCED = 0, 2
 
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(argv[2])
         except ValueError:
             return EXIT_FENCED
-    conf = read_sysconfig(os.environ.get("HAMON_STONITH_SYSCONFIG", SYSCONFIG))
+    conf = read_sysconfig(defaults.STONITH_SYSCONFIG.get())
     logging.basicConfig(level=logging.DEBUG if conf.get("verbose") == "yes"
                         else logging.INFO, format="fence_hamon_scsi_check: %(message)s")
     try:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("check failed unexpectedly: %s: %s", type(err).__name__, err)
         return EXIT_OK
     if verdict == EXIT_FENCED and os.path.basename(argv[0]).endswith("_hardreboot"):
-        dry = os.environ.get(DRY_RUN_ENV)
+        dry = defaults.CHECK_DRY_RUN.get()
         OsTerminator(OsAction.REBOOT, dry_run_file=dry).terminate(
             "fence_hamon_scsi_check: this node's key is gone from every device")
     return verdict

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hamon.agents.fence.options import DEFAULT_SCSI_TIMEOUT
+from hamon.lib import defaults
 from hamon.lib.keys import parse_key
 from hamon.lib.regular_file import NotRegularFile, read_regular
 from hamon.lib.scsi.pr import format_key
@@ -31,8 +32,8 @@ if TYPE_CHECKING:
     from hamon.agents.fence.settings import Node, Settings
 
 #: Where ``on`` records what it registered, for the watchdog hook (fence_hamon_scsi_check).
-STATE_FILE = "/run/hamon/fence_hamon_scsi.state"
-STATE_ENV = "HAMON_FENCE_STATE"
+STATE_FILE = defaults.FENCE_STATE.default
+STATE_ENV = defaults.FENCE_STATE.name
 #: The state file is a few hundred bytes; a larger one is not ours.
 STATE_MAX = 1024 * 1024
 #: The recorded scsi_timeout must be a usable bound (seconds).
@@ -42,7 +43,7 @@ log = logging.getLogger("fence_hamon_scsi")
 
 
 def state_path() -> str:
-    return os.environ.get(STATE_ENV) or STATE_FILE
+    return defaults.FENCE_STATE.get()
 
 
 @dataclass(frozen=True)
