@@ -427,6 +427,26 @@ def test_os_termination_none_says_so_and_fails_the_stop(tmp_path, captured):
     assert "fences" in a.reason and not n1.dry_run.exists()
 
 
+def test_an_os_that_cannot_be_terminated_is_not_claimed_terminated(tmp_path, captured):
+    """SysRq and reboot -f both refused: the stop fails naming why, so that Pacemaker
+    fences the node; it never says the OS is being terminated."""
+    st = Storage()
+    n1, _ = two_nodes(tmp_path, st)
+    assert n1.start() == 0
+    st.fail(1)
+    st.fail(2)
+
+    class Refused(OsTerminator):
+        def terminate(self, reason: str) -> bool:
+            self.failure = "/proc/sysrq-trigger: Permission denied; reboot -f: exit 1"
+            return False
+
+    a = n1.agent(terminator=Refused(OsAction.REBOOT))
+    assert stop(a) == ExitStatus.ERR_GENERIC
+    assert "could not be terminated" in a.reason and "Permission denied" in a.reason
+    assert "being terminated" not in a.reason
+
+
 def test_stop_of_a_never_started_resource_never_terminates(tmp_path, captured):
     st = Storage()
     _, n2 = two_nodes(tmp_path, st)

@@ -125,6 +125,10 @@ def _stop(agent: DiskAgent, disks: list[Disk], missing: list[DiskFailure], activ
                   f"requested in dry run ({dry})"
         elif requested:
             why = f"every path of {dead} failed: the OS is being terminated"
+        elif agent.terminator and agent.terminator.failure:
+            why = f"every path of {dead} failed and the OS could not be terminated " \
+                  f"({agent.terminator.failure}): the stop fails so that Pacemaker " \
+                  "fences this node"
         else:
             why = f"every path of {dead} failed and os_termination=none: the stop " \
                   "fails so that Pacemaker fences this node"
