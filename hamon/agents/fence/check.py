@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if verdict == EXIT_FENCED and os.path.basename(argv[0]).endswith("_hardreboot"):
         dry = defaults.CHECK_DRY_RUN.get()
-        OsTerminator(OsAction.REBOOT, dry_run_file=dry).terminate(
-            "fence_hamon_scsi_check: this node's key is gone from every device")
+        t = OsTerminator(OsAction.REBOOT, dry_run_file=dry)
+        if not t.terminate("fence_hamon_scsi_check: this node's key is gone from every device"):
+            log.error("could not reboot (%s); the exit code still tells the watchdog daemon "
+                      "to reset this node", t.failure)
     return verdict
