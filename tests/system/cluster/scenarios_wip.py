@@ -6,7 +6,7 @@ order below because each leaves the cluster in the state the next starts from (w
 is active, which was rebooted). Each prints its wall time, the takeover time (fault ->
 first acknowledged write of the new node) and the checker's counts per LUN; the module
 prints a table at the end (bench/README.md has it). Issue 16's numbering is kept in the
-names: 2a, 2b, 1a, 5, 3, 4, 1b.
+names, run in this order: 3, 5, 1a, 2a, 2b, 4, 1b.
 
 Every iSCSI path of every node goes through its own fault proxy (tests/faultproxy.py); the
 "a"/"b" runs of scenarios 1 and 2 fail paths silently (QMP set_link) / by answering
@@ -30,7 +30,8 @@ import checker
 from hamon.lib import keys as keymod
 from hamon.lib.transport.sim import HARDWARE_ERROR
 
-KEY = {n: keymod.key_for_node(n) for n in vmcluster.NODES}
+# the guests derive their keys from their corosync.conf's cluster name, not this process's
+KEY = {n: keymod.key_for_node(n, vmcluster.CLUSTER_NAME) for n in vmcluster.NODES}
 RESULTS: list[dict] = []
 
 
@@ -119,51 +120,64 @@ def lun_state(c: VMCluster):
     return c.tgt.observe((1, 2), timeout=10)
 
 
-# ------------------------------------------------------------------------- scenario 2
-def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
-    """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
-    monitor 190), no failover, writes continue; back to 2/2 once the path returns."""
+# ------------------------------------------------------------------------- scenario 3
+def test_3_frozen_active_is_fenced_and_refused_when_resumed(vmc: VMCluster):
     t0 = time.monotonic()
     ensure_both_up(vmc)
-    active = vmc.wait_running(timeout=120)
-    node = vmc.nodes[active]
-    t_cut = time.monotonic()
-    fail(active)
-    got = wait_for("hamon-paths-* = 1/2 on the active node",
-                   lambda: any(v.startswith("1/") for v in path_attr(vmc, active).values()),
-                   90, vmc)
-    print(f"degraded attribute after {time.monotonic() - t_cut:.1f} s: {got}")
-    mon = node.run("crm_mon -1 -A -f 2>&1", timeout=30).out
-    print(mon)
-    assert "hamon-paths-" in mon and "1/2" in mon, mon
-    time.sleep(5)
-    assert vmc.where() == {active}, f"the group moved after one path failed: {vmc.where()}"
+    old = vmc.wait_running(timeout=120)
+    new = other(old)
+    o = vmc.nodes[old]
+    t_fault = o.freeze()
+    vmc.wait_running(on=new, timeout=180, via=new)
+    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=120)
+    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=120)
+    st = lun_state(vmc)
+    assert KEY[old] not in st[0].keys, f"{old} still registered on LUN A after the fence: {st[0]}"
+    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
+    t_resume = o.resume()
+    refused = {}
     for lun in ("A", "B"):
-        vmc.wait_acks(active, lun, after=time.monotonic(), count=5, timeout=60)
-    restore(active)
-    wait_for("hamon-paths-* back to 2/2",
-             lambda: all(v.startswith("2/") for v in path_attr(vmc, active).values())
-             and path_attr(vmc, active), 120, vmc)
-    log = node.file("pacemaker.log")
-    assert "KAMN725-W" in log, "no KAMN725-W for the failed path in the cluster log"
-    assert vmc.where() == {active}
-    a, b = run_check(vmc, None)
+        refused[lun] = wait_for(
+            f"{old}'s writes to LUN {lun} refused after the resume",
+            lambda lun=lun: [x for x in vmc.acks() if x.node == old and x.lun == lun
+                             and x.kind == "REF" and x.t > t_resume], 60, vmc, every=0.5)
+        print(f"LUN {lun}: first refusal {refused[lun][0]}")
+    assert refused["A"][0].err == "EBADE", f"LUN A refusal is {refused['A'][0].err}, not " \
+        "RESERVATION CONFLICT (EBADE)"
+    ended = o.wait_exit(120)
+    wd = o.file("watchdog.log")
+    assert ended, f"{old} not rebooted by the watchdog hook 120 s after resuming:\n{wd[-800:]}"
+    assert o.shutdown_reason() == "guest-reset", o.shutdown_reason()
+    assert "has been fenced" in wd, f"the check never said fenced:\n{wd[-800:]}"
+    assert "reservation conflict" in o.console(), "no 'reservation conflict' in the kernel log"
+    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
     assert_checker(a, b)
-    refused = [x for x in vmc.acks() if x.kind == "REF" and x.t > t_cut]
-    assert not refused, f"writes refused while one path was up: {refused[:5]}"
-    record(name, t0, a, b)
+    assert a.refused_after > 0 and b.refused_after > 0
+    record("3 active frozen, fenced, resumed", t0, a, b, takeover_t - t_fault)
 
 
-def test_2a_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
-    one_path_fails(vmc, "2a one path cut (silent)",
-                   lambda n: vmc.nodes[n].set_link("path1", False),
-                   lambda n: vmc.nodes[n].set_link("path1", True))
-
-
-def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: VMCluster):
-    one_path_fails(vmc, "2b one path answering HARDWARE ERROR",
-                   lambda n: vmc.proxies[(n, 1)].set_rules(HARDWARE_ERROR),
-                   lambda n: vmc.proxies[(n, 1)].clear_rules())
+# ------------------------------------------------------------------------- scenario 5
+def test_5_recover_failback_rejoin(vmc: VMCluster):
+    t0 = time.monotonic()
+    rebooted = next((n for n in vmc.nodes.values() if not n.alive()), None)
+    assert rebooted is not None, "the previous scenario left no rebooted node to recover"
+    rebooted.boot()
+    rebooted.wait_ready(420)
+    vmc.wait_online(set(vmcluster.NODES), timeout=240)
+    rec = rebooted.run("hamon recover --yes --journal /var/lib/hamon/journal "
+                       "/dev/mapper/lunb 2>&1", timeout=120)
+    print(f"hamon recover: rc={rec.rc}\n{rec.out}{rec.err}")
+    assert rec.rc == 0, f"hamon recover rc={rec.rc}: {rec.out}{rec.err}"
+    active = vmc.wait_running(timeout=60)
+    t_move = time.monotonic()
+    mv = rebooted.run(f"pcs resource move svc {rebooted.name} 2>&1", timeout=240)
+    print(f"failback: rc={mv.rc}\n{mv.out}")
+    vmc.wait_running(on=rebooted.name, timeout=180)
+    takeover_t = vmc.wait_acks(rebooted.name, "B", after=t_move, count=3, timeout=120)
+    vmc.wait_acks(rebooted.name, "A", after=t_move, count=3, timeout=120)
+    a, b = run_check(vmc, checker.Takeover(active, rebooted.name, t_move))
+    assert_checker(a, b)
+    record("5 recover + failback", t0, a, b, takeover_t - t_move)
 
 
 # ------------------------------------------------------------------------- scenario 1
@@ -211,64 +225,51 @@ def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
     every_path_fails_during_move(vmc, "1a every path cut during move", cut)
 
 
-# ------------------------------------------------------------------------- scenario 5
-def test_5_recover_failback_rejoin(vmc: VMCluster):
-    t0 = time.monotonic()
-    rebooted = next((n for n in vmc.nodes.values() if not n.alive()), None)
-    assert rebooted is not None, "scenario 1 left no rebooted node to recover"
-    rebooted.boot()
-    rebooted.wait_ready(420)
-    vmc.wait_online(set(vmcluster.NODES), timeout=240)
-    rec = rebooted.run("hamon recover --yes --journal /var/lib/hamon/journal "
-                       "/dev/mapper/lunb 2>&1", timeout=120)
-    print(f"hamon recover: rc={rec.rc}\n{rec.out}{rec.err}")
-    assert rec.rc == 0, f"hamon recover rc={rec.rc}: {rec.out}{rec.err}"
-    active = vmc.wait_running(timeout=60)
-    t_move = time.monotonic()
-    mv = rebooted.run(f"pcs resource move svc {rebooted.name} 2>&1", timeout=240)
-    print(f"failback: rc={mv.rc}\n{mv.out}")
-    vmc.wait_running(on=rebooted.name, timeout=180)
-    takeover_t = vmc.wait_acks(rebooted.name, "B", after=t_move, count=3, timeout=120)
-    vmc.wait_acks(rebooted.name, "A", after=t_move, count=3, timeout=120)
-    a, b = run_check(vmc, checker.Takeover(active, rebooted.name, t_move))
-    assert_checker(a, b)
-    record("5 recover + failback", t0, a, b, takeover_t - t_move)
-
-
-# ------------------------------------------------------------------------- scenario 3
-def test_3_frozen_active_is_fenced_and_refused_when_resumed(vmc: VMCluster):
+# ------------------------------------------------------------------------- scenario 2
+def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
+    """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
+    monitor 190), no failover, writes continue; back to 2/2 once the path returns."""
     t0 = time.monotonic()
     ensure_both_up(vmc)
-    old = vmc.wait_running(timeout=120)
-    new = other(old)
-    o = vmc.nodes[old]
-    t_fault = o.freeze()
-    vmc.wait_running(on=new, timeout=180, via=new)
-    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=120)
-    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=120)
-    st = lun_state(vmc)
-    assert KEY[old] not in st[0].keys, f"{old} still registered on LUN A after the fence: {st[0]}"
-    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
-    t_resume = o.resume()
-    refused = {}
+    active = vmc.wait_running(timeout=120)
+    node = vmc.nodes[active]
+    t_cut = time.monotonic()
+    fail(active)
+    got = wait_for("hamon-paths-* = 1/2 on the active node",
+                   lambda: any(v.startswith("1/") for v in path_attr(vmc, active).values()),
+                   90, vmc)
+    print(f"degraded attribute after {time.monotonic() - t_cut:.1f} s: {got}")
+    mon = node.run("crm_mon -1 -A -f 2>&1", timeout=30).out
+    print(mon)
+    assert "hamon-paths-" in mon and "1/2" in mon, mon
+    time.sleep(5)
+    assert vmc.where() == {active}, f"the group moved after one path failed: {vmc.where()}"
     for lun in ("A", "B"):
-        refused[lun] = wait_for(
-            f"{old}'s writes to LUN {lun} refused after the resume",
-            lambda lun=lun: [x for x in vmc.acks() if x.node == old and x.lun == lun
-                             and x.kind == "REF" and x.t > t_resume], 60, vmc, every=0.5)
-        print(f"LUN {lun}: first refusal {refused[lun][0]}")
-    assert refused["A"][0].err == "EBADE", f"LUN A refusal is {refused['A'][0].err}, not " \
-        "RESERVATION CONFLICT (EBADE)"
-    ended = o.wait_exit(120)
-    wd = o.file("watchdog.log")
-    assert ended, f"{old} not rebooted by the watchdog hook 120 s after resuming:\n{wd[-800:]}"
-    assert o.shutdown_reason() == "guest-reset", o.shutdown_reason()
-    assert "has been fenced" in wd, f"the check never said fenced:\n{wd[-800:]}"
-    assert "reservation conflict" in o.console(), "no 'reservation conflict' in the kernel log"
-    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
+        vmc.wait_acks(active, lun, after=time.monotonic(), count=5, timeout=60)
+    restore(active)
+    wait_for("hamon-paths-* back to 2/2",
+             lambda: all(v.startswith("2/") for v in path_attr(vmc, active).values())
+             and path_attr(vmc, active), 120, vmc)
+    log = node.file("pacemaker.log")
+    assert "KAMN725-W" in log, "no KAMN725-W for the failed path in the cluster log"
+    assert vmc.where() == {active}
+    a, b = run_check(vmc, None)
     assert_checker(a, b)
-    assert a.refused_after > 0 and b.refused_after > 0
-    record("3 active frozen, fenced, resumed", t0, a, b, takeover_t - t_fault)
+    refused = [x for x in vmc.acks() if x.kind == "REF" and x.t > t_cut]
+    assert not refused, f"writes refused while one path was up: {refused[:5]}"
+    record(name, t0, a, b)
+
+
+def test_2a_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
+    one_path_fails(vmc, "2a one path cut (silent)",
+                   lambda n: vmc.nodes[n].set_link("path1", False),
+                   lambda n: vmc.nodes[n].set_link("path1", True))
+
+
+def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: VMCluster):
+    one_path_fails(vmc, "2b one path answering HARDWARE ERROR",
+                   lambda n: vmc.proxies[(n, 1)].set_rules(HARDWARE_ERROR),
+                   lambda n: vmc.proxies[(n, 1)].clear_rules())
 
 
 # ------------------------------------------------------------------------- scenario 4
