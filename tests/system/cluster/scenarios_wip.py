@@ -40,7 +40,7 @@ def vmc(vm_kernel, tmp_path_factory):
     c = VMCluster(tmp_path_factory.mktemp("vmcluster"))
     t = time.monotonic()
     try:
-        times = c.start(timeout=900)
+        times = c.start(timeout=1500)
         print(f"cluster up in {time.monotonic() - t:.1f} s: {times}")
         RESULTS.append({"scenario": "boot", "wall": time.monotonic() - t})
         yield c
