@@ -571,8 +571,15 @@ class VMCluster:
         for name, n in self.nodes.items():
             times[f"{name}_ready"] = n.wait_ready(timeout - (time.monotonic() - t))
         self.enable()
-        self.wait_running(timeout=timeout - (time.monotonic() - t))
+        active = self.wait_running(timeout=timeout - (time.monotonic() - t))
         times["cluster_running"] = time.monotonic() - t
+        # "Started" is not writing yet: a writer's Python start takes 30-40 s in a loaded
+        # TCG guest (run of 2026-12-01 22:14: writer-a was Started 30 s and had not written
+        # when the scenario froze its node). Scenarios start from both writers writing.
+        for lun in ("A", "B"):
+            self.wait_acks(active, lun, after=0.0, count=3,
+                           timeout=max(60.0, timeout - (time.monotonic() - t)))
+        times["writers_writing"] = time.monotonic() - t
         return times
 
     def enable(self) -> None:

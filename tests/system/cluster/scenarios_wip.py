@@ -128,9 +128,9 @@ def test_3_frozen_active_is_fenced_and_refused_when_resumed(vmc: VMCluster):
     new = other(old)
     o = vmc.nodes[old]
     t_fault = o.freeze()
-    vmc.wait_running(on=new, timeout=180, via=new)
-    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=120)
-    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=120)
+    vmc.wait_running(on=new, timeout=600, via=new)
+    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
+    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
     st = lun_state(vmc)
     assert KEY[old] not in st[0].keys, f"{old} still registered on LUN A after the fence: {st[0]}"
     assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
@@ -172,9 +172,9 @@ def test_5_recover_failback_rejoin(vmc: VMCluster):
     t_move = time.monotonic()
     mv = rebooted.run(f"pcs resource move svc {rebooted.name} 2>&1", timeout=240)
     print(f"failback: rc={mv.rc}\n{mv.out}")
-    vmc.wait_running(on=rebooted.name, timeout=180)
-    takeover_t = vmc.wait_acks(rebooted.name, "B", after=t_move, count=3, timeout=120)
-    vmc.wait_acks(rebooted.name, "A", after=t_move, count=3, timeout=120)
+    vmc.wait_running(on=rebooted.name, timeout=600)
+    takeover_t = vmc.wait_acks(rebooted.name, "B", after=t_move, count=3, timeout=300)
+    vmc.wait_acks(rebooted.name, "A", after=t_move, count=3, timeout=300)
     a, b = run_check(vmc, checker.Takeover(active, rebooted.name, t_move))
     assert_checker(a, b)
     record("5 recover + failback", t0, a, b, takeover_t - t_move)
@@ -203,9 +203,9 @@ def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
                    f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
     assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
     assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
-    vmc.wait_running(on=new, timeout=180, via=new)
-    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=120)
-    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=120)
+    vmc.wait_running(on=new, timeout=600, via=new)
+    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
+    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
     st = lun_state(vmc)
     print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
           f"{st[1].reservation.key and hex(st[1].reservation.key)}")
@@ -286,10 +286,10 @@ def test_4_cluster_link_cut_exactly_one_writer(vmc: VMCluster):
     winner = vmc.nodes[other(loser.name)]
     if winner.alive() and winner.name == old:
         winner.set_link("cl", True)
-    vmc.wait_running(on=winner.name, timeout=180, via=winner.name)
+    vmc.wait_running(on=winner.name, timeout=600, via=winner.name)
     t_w = time.monotonic()
-    vmc.wait_acks(winner.name, "A", after=t_w, count=3, timeout=120)
-    vmc.wait_acks(winner.name, "B", after=t_w, count=3, timeout=120)
+    vmc.wait_acks(winner.name, "A", after=t_w, count=3, timeout=300)
+    vmc.wait_acks(winner.name, "B", after=t_w, count=3, timeout=300)
     after = [x for x in vmc.acks() if x.kind == "ACK" and x.t > t_w]
     assert {x.node for x in after} == {winner.name}, f"writers after the split: {after[-5:]}"
     takeover = checker.Takeover(old, winner.name, t_fault) if winner.name != old else None
