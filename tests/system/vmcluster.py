@@ -490,26 +490,26 @@ def seed_cib() -> str:
         "pcmk_off_timeout": "180s", "pcmk_reboot_timeout": "180s",
         "pcmk_status_timeout": "180s",
     }, meta={"provides": "unfencing", "target-role": "Stopped"},
-        ops=(("monitor", "60s", "180s"), ("start", "0s", "180s")))
+        ops=(("monitor", "600s", "180s"), ("start", "0s", "180s")))
     g = ET.SubElement(res, "group", id="svc")
     _nv(ET.SubElement(g, "meta_attributes", id="svc-meta"), "svc-meta",
         {"target-role": "Stopped"})
     _primitive(g, "disk-b", "ocf", "hamon_disk", {
         "dmmp_device": "/dev/mapper/lunb", "command_timeout": "3",
         "journal": "/var/lib/hamon/journal",
-    }, provider="hamon", ops=(("monitor", "5s", "120s"), ("start", "0s", "180s"),
+    }, provider="hamon", ops=(("monitor", "30s", "120s"), ("start", "0s", "180s"),
                              ("stop", "0s", "180s")))
     _primitive(g, "fs-b", "ocf", "Filesystem", {
         "device": "/dev/mapper/lunb", "directory": "/mnt/lunb", "fstype": "ext4",
-    }, provider="heartbeat", ops=(("monitor", "20s", "120s"), ("start", "0s", "120s"),
+    }, provider="heartbeat", ops=(("monitor", "60s", "120s"), ("start", "0s", "120s"),
                                   ("stop", "0s", "120s")))
     _primitive(g, "writer-b", "ocf", "writer", {
         "target": "/mnt/lunb/records", "lun": "B", "port": "hamon.ack.b",
-    }, provider="hamontest", ops=(("monitor", "10s", "60s"), ("start", "0s", "60s"),
+    }, provider="hamontest", ops=(("monitor", "30s", "60s"), ("start", "0s", "60s"),
                                   ("stop", "0s", "60s")))
     _primitive(g, "writer-a", "ocf", "writer", {
         "target": "/dev/mapper/luna", "lun": "A", "port": "hamon.ack.a",
-    }, provider="hamontest", ops=(("monitor", "10s", "60s"), ("start", "0s", "60s"),
+    }, provider="hamontest", ops=(("monitor", "30s", "60s"), ("start", "0s", "60s"),
                                   ("stop", "0s", "60s")))
     return ET.tostring(root, encoding="unicode")
 
@@ -569,17 +569,24 @@ class VMCluster:
             n.boot(cib)
         times = {}
         for name, n in self.nodes.items():
-            times[f"{name}_ready"] = n.wait_ready(timeout)
+            times[f"{name}_ready"] = n.wait_ready(timeout - (time.monotonic() - t))
         self.enable()
-        self.wait_running(timeout=timeout - (time.monotonic() - t))
+        active = self.wait_running(timeout=timeout - (time.monotonic() - t))
         times["cluster_running"] = time.monotonic() - t
+        # "Started" is not writing yet: a writer's Python start takes 30-40 s in a loaded
+        # TCG guest (run of 2026-12-01 22:14: writer-a was Started 30 s and had not written
+        # when the scenario froze its node). Scenarios start from both writers writing.
+        for lun in ("A", "B"):
+            self.wait_acks(active, lun, after=0.0, count=3,
+                           timeout=max(60.0, timeout - (time.monotonic() - t)))
+        times["writers_writing"] = time.monotonic() - t
         return times
 
     def enable(self) -> None:
         """Start the fence device and the group (seeded stopped)."""
         node = self.live()[0]
         node.run("crm_resource -r fence-luna -m -p target-role -v Started && "
-                 "crm_resource -r svc -m -p target-role -v Started", timeout=60, check=True)
+                 "crm_resource -r svc -m -p target-role -v Started", timeout=240, check=True)
 
     def stop(self) -> None:
         for n in self.nodes.values():

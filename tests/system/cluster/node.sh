@@ -74,7 +74,7 @@ fi
 chown -R hacluster:haclient /var/lib/pacemaker /var/log/pacemaker
 touch /hamon/pacemaker.log; chmod 666 /hamon/pacemaker.log
 setsid corosync -f > /hamon/corosync.out 2>&1 < /dev/null &
-wait_for 30 corosync-cfgtool -s || die "corosync did not start"
+wait_for 120 corosync-cfgtool -s || die "corosync did not start"
 PCMK_logfile=/hamon/pacemaker.log PCMK_logfacility=none PCMK_debug=no \
     setsid pacemakerd > /hamon/pacemakerd.out 2>&1 < /dev/null &
 step cluster-started
@@ -90,11 +90,11 @@ mkdir -p /etc/iscsi/nodes /run/lock/iscsi
 echo "InitiatorName=$INITIATOR" > /etc/iscsi/initiatorname.iscsi
 sed -i -e 's|^iscsid.startup.*|iscsid.startup = /bin/true|' \
     -e 's|^node.session.timeo.replacement_timeout.*|node.session.timeo.replacement_timeout = 5|' \
-    -e 's|^node.conn\[0\].timeo.noop_out_interval.*|node.conn[0].timeo.noop_out_interval = 2|' \
-    -e 's|^node.conn\[0\].timeo.noop_out_timeout.*|node.conn[0].timeo.noop_out_timeout = 2|' \
+    -e 's|^node.conn\[0\].timeo.noop_out_interval.*|node.conn[0].timeo.noop_out_interval = 5|' \
+    -e 's|^node.conn\[0\].timeo.noop_out_timeout.*|node.conn[0].timeo.noop_out_timeout = 10|' \
     /etc/iscsi/iscsid.conf
 iscsid > /hamon/iscsid.log 2>&1 || die iscsid
-wait_for 20 test -s /run/iscsid.pid || die "iscsid did not start"
+wait_for 120 test -s /run/iscsid.pid || die "iscsid did not start"
 step iscsid-up
 for _p in "10.0.2.2:$P0_PORT" "10.0.3.2:$P1_PORT"; do
     iscsiadm -m node -o new -T "$TGT_IQN" -p "$_p" > /dev/null || die "node record $_p"
@@ -102,7 +102,7 @@ for _p in "10.0.2.2:$P0_PORT" "10.0.3.2:$P1_PORT"; do
 done
 _sd_count() { set -- /sys/class/scsi_disk/*; [ -e "$1" ] && echo $# || echo 0; }
 _four() { [ "$(_sd_count)" -ge 4 ]; }
-wait_for 60 _four || die "$(_sd_count) of 4 iSCSI disks"
+wait_for 300 _four || die "$(_sd_count) of 4 iSCSI disks"
 step disks-seen
 udevadm settle --timeout=60
 step iscsi-up
@@ -145,7 +145,7 @@ _maps() {
         [ "$(multipathd show paths raw format '%m %t' | grep -c "^$_m active")" -ge 2 ] || return 1
     done
 }
-wait_for 90 _maps || { multipath -ll >&2; die "multipath maps luna/lunb with 2 paths"; }
+wait_for 400 _maps || { multipath -ll >&2; die "multipath maps luna/lunb with 2 paths"; }
 udevadm settle --timeout=30
 step multipath-up
 
@@ -156,7 +156,7 @@ setsid /usr/bin/python3 "$CLUSTER_DIR/watchdog_loop.py" "${CHECK_INTERVAL:-2}" \
 # Under TCG the CIB manager can take >20 s to validate the seeded CIB; pacemaker-fenced
 # gives up connecting to it after ~23 s and then runs with no fence device ("No fence
 # device" for every unfencing). If that happened, kill it: pacemakerd starts it again.
-wait_for 120 cibadmin -Q --scope crm_config || die "the CIB manager did not start"
+wait_for 400 cibadmin -Q --scope crm_config || die "the CIB manager did not start"
 if grep -q "pacemaker-fenced.*setup_cib.*Could not connect" /hamon/pacemaker.log; then
     log "pacemaker-fenced started without the CIB: restarting it"
     kill -KILL $(pidof pacemaker-fenced)

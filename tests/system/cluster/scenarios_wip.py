@@ -6,7 +6,7 @@ order below because each leaves the cluster in the state the next starts from (w
 is active, which was rebooted). Each prints its wall time, the takeover time (fault ->
 first acknowledged write of the new node) and the checker's counts per LUN; the module
 prints a table at the end (bench/README.md has it). Issue 16's numbering is kept in the
-names: 2a, 2b, 1a, 5, 3, 4, 1b.
+names, run in this order: 3, 5, 1a, 2a, 2b, 4, 1b.
 
 Every iSCSI path of every node goes through its own fault proxy (tests/faultproxy.py); the
 "a"/"b" runs of scenarios 1 and 2 fail paths silently (QMP set_link) / by answering
@@ -30,7 +30,8 @@ import checker
 from hamon.lib import keys as keymod
 from hamon.lib.sim import HARDWARE_ERROR
 
-KEY = {n: keymod.key_for_node(n) for n in vmcluster.NODES}
+# the guests derive their keys from their corosync.conf's cluster name, not this process's
+KEY = {n: keymod.key_for_node(n, vmcluster.CLUSTER_NAME) for n in vmcluster.NODES}
 RESULTS: list[dict] = []
 
 
@@ -39,7 +40,7 @@ def vmc(vm_kernel, tmp_path_factory):
     c = VMCluster(tmp_path_factory.mktemp("vmcluster"))
     t = time.monotonic()
     try:
-        times = c.start(timeout=900)
+        times = c.start(timeout=1500)
         print(f"cluster up in {time.monotonic() - t:.1f} s: {times}")
         RESULTS.append({"scenario": "boot", "wall": time.monotonic() - t})
         yield c
@@ -119,6 +120,111 @@ def lun_state(c: VMCluster):
     return c.tgt.observe((1, 2), timeout=10)
 
 
+# ------------------------------------------------------------------------- scenario 3
+def test_3_frozen_active_is_fenced_and_refused_when_resumed(vmc: VMCluster):
+    t0 = time.monotonic()
+    ensure_both_up(vmc)
+    old = vmc.wait_running(timeout=120)
+    new = other(old)
+    o = vmc.nodes[old]
+    t_fault = o.freeze()
+    vmc.wait_running(on=new, timeout=600, via=new)
+    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
+    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
+    st = lun_state(vmc)
+    assert KEY[old] not in st[0].keys, f"{old} still registered on LUN A after the fence: {st[0]}"
+    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
+    t_resume = o.resume()
+    refused = {}
+    for lun in ("A", "B"):
+        refused[lun] = wait_for(
+            f"{old}'s writes to LUN {lun} refused after the resume",
+            lambda lun=lun: [x for x in vmc.acks() if x.node == old and x.lun == lun
+                             and x.kind == "REF" and x.t > t_resume], 60, vmc, every=0.5)
+        print(f"LUN {lun}: first refusal {refused[lun][0]}")
+    assert refused["A"][0].err == "EBADE", f"LUN A refusal is {refused['A'][0].err}, not " \
+        "RESERVATION CONFLICT (EBADE)"
+    ended = o.wait_exit(120)
+    wd = o.file("watchdog.log")
+    assert ended, f"{old} not rebooted by the watchdog hook 120 s after resuming:\n{wd[-800:]}"
+    assert o.shutdown_reason() == "guest-reset", o.shutdown_reason()
+    assert "has been fenced" in wd, f"the check never said fenced:\n{wd[-800:]}"
+    assert "reservation conflict" in o.console(), "no 'reservation conflict' in the kernel log"
+    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
+    assert_checker(a, b)
+    assert a.refused_after > 0 and b.refused_after > 0
+    record("3 active frozen, fenced, resumed", t0, a, b, takeover_t - t_fault)
+
+
+# ------------------------------------------------------------------------- scenario 5
+def test_5_recover_failback_rejoin(vmc: VMCluster):
+    t0 = time.monotonic()
+    rebooted = next((n for n in vmc.nodes.values() if not n.alive()), None)
+    assert rebooted is not None, "the previous scenario left no rebooted node to recover"
+    rebooted.boot()
+    rebooted.wait_ready(420)
+    vmc.wait_online(set(vmcluster.NODES), timeout=240)
+    rec = rebooted.run("hamon recover --yes --journal /var/lib/hamon/journal "
+                       "/dev/mapper/lunb 2>&1", timeout=120)
+    print(f"hamon recover: rc={rec.rc}\n{rec.out}{rec.err}")
+    assert rec.rc == 0, f"hamon recover rc={rec.rc}: {rec.out}{rec.err}"
+    active = vmc.wait_running(timeout=60)
+    t_move = time.monotonic()
+    mv = rebooted.run(f"pcs resource move svc {rebooted.name} 2>&1", timeout=240)
+    print(f"failback: rc={mv.rc}\n{mv.out}")
+    vmc.wait_running(on=rebooted.name, timeout=600)
+    takeover_t = vmc.wait_acks(rebooted.name, "B", after=t_move, count=3, timeout=300)
+    vmc.wait_acks(rebooted.name, "A", after=t_move, count=3, timeout=300)
+    a, b = run_check(vmc, checker.Takeover(active, rebooted.name, t_move))
+    assert_checker(a, b)
+    record("5 recover + failback", t0, a, b, takeover_t - t_move)
+
+
+# ------------------------------------------------------------------------- scenario 1
+def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
+    """Every path of the active node fails, then `pcs resource move` (a planned
+    termination): KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other node
+    obtains LUN B and the writers continue there."""
+    t0 = time.monotonic()
+    ensure_both_up(vmc)
+    old = vmc.wait_running(timeout=120)
+    new = other(old)
+    o, n = vmc.nodes[old], vmc.nodes[new]
+    t_fault = time.monotonic()
+    fail(old)
+    mv = n.run(f"pcs resource move svc {new} 2>&1", timeout=240)
+    print(f"pcs resource move svc {new}: rc={mv.rc}\n{mv.out}{mv.err}")
+    ended = o.wait_exit(180)
+    reason = o.shutdown_reason()
+    log = o.file("pacemaker.log")
+    kamn = re.findall(r"KAMN\d+-[IWE][^\n]*", log)
+    print("old node's KAMN lines:\n" + "\n".join(kamn[-12:]))
+    assert ended, (f"{old} still running 180 s after every path failed during the move; "
+                   f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
+    assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
+    assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
+    vmc.wait_running(on=new, timeout=600, via=new)
+    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
+    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
+    st = lun_state(vmc)
+    print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
+          f"{st[1].reservation.key and hex(st[1].reservation.key)}")
+    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
+    for p in (0, 1):
+        vmc.proxies[(old, p)].clear_rules()
+    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
+    assert_checker(a, b)
+    record(name, t0, a, b, takeover_t - t_fault)
+
+
+def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
+    def cut(node: str) -> None:
+        vmc.nodes[node].set_link("path0", False)
+        vmc.nodes[node].set_link("path1", False)
+
+    every_path_fails_during_move(vmc, "1a every path cut during move", cut)
+
+
 # ------------------------------------------------------------------------- scenario 2
 def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
     """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
@@ -166,111 +272,6 @@ def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: 
                    lambda n: vmc.proxies[(n, 1)].clear_rules())
 
 
-# ------------------------------------------------------------------------- scenario 1
-def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
-    """Every path of the active node fails, then `pcs resource move` (a planned
-    termination): KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other node
-    obtains LUN B and the writers continue there."""
-    t0 = time.monotonic()
-    ensure_both_up(vmc)
-    old = vmc.wait_running(timeout=120)
-    new = other(old)
-    o, n = vmc.nodes[old], vmc.nodes[new]
-    t_fault = time.monotonic()
-    fail(old)
-    mv = n.run(f"pcs resource move svc {new} 2>&1", timeout=240)
-    print(f"pcs resource move svc {new}: rc={mv.rc}\n{mv.out}{mv.err}")
-    ended = o.wait_exit(180)
-    reason = o.shutdown_reason()
-    log = o.file("pacemaker.log")
-    kamn = re.findall(r"KAMN\d+-[IWE][^\n]*", log)
-    print("old node's KAMN lines:\n" + "\n".join(kamn[-12:]))
-    assert ended, (f"{old} still running 180 s after every path failed during the move; "
-                   f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
-    assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
-    assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
-    vmc.wait_running(on=new, timeout=180, via=new)
-    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=120)
-    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=120)
-    st = lun_state(vmc)
-    print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
-          f"{st[1].reservation.key and hex(st[1].reservation.key)}")
-    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
-    for p in (0, 1):
-        vmc.proxies[(old, p)].clear_rules()
-    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
-    assert_checker(a, b)
-    record(name, t0, a, b, takeover_t - t_fault)
-
-
-def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
-    def cut(node: str) -> None:
-        vmc.nodes[node].set_link("path0", False)
-        vmc.nodes[node].set_link("path1", False)
-
-    every_path_fails_during_move(vmc, "1a every path cut during move", cut)
-
-
-# ------------------------------------------------------------------------- scenario 5
-def test_5_recover_failback_rejoin(vmc: VMCluster):
-    t0 = time.monotonic()
-    rebooted = next((n for n in vmc.nodes.values() if not n.alive()), None)
-    assert rebooted is not None, "scenario 1 left no rebooted node to recover"
-    rebooted.boot()
-    rebooted.wait_ready(420)
-    vmc.wait_online(set(vmcluster.NODES), timeout=240)
-    rec = rebooted.run("hamon recover --yes --journal /var/lib/hamon/journal "
-                       "/dev/mapper/lunb 2>&1", timeout=120)
-    print(f"hamon recover: rc={rec.rc}\n{rec.out}{rec.err}")
-    assert rec.rc == 0, f"hamon recover rc={rec.rc}: {rec.out}{rec.err}"
-    active = vmc.wait_running(timeout=60)
-    t_move = time.monotonic()
-    mv = rebooted.run(f"pcs resource move svc {rebooted.name} 2>&1", timeout=240)
-    print(f"failback: rc={mv.rc}\n{mv.out}")
-    vmc.wait_running(on=rebooted.name, timeout=180)
-    takeover_t = vmc.wait_acks(rebooted.name, "B", after=t_move, count=3, timeout=120)
-    vmc.wait_acks(rebooted.name, "A", after=t_move, count=3, timeout=120)
-    a, b = run_check(vmc, checker.Takeover(active, rebooted.name, t_move))
-    assert_checker(a, b)
-    record("5 recover + failback", t0, a, b, takeover_t - t_move)
-
-
-# ------------------------------------------------------------------------- scenario 3
-def test_3_frozen_active_is_fenced_and_refused_when_resumed(vmc: VMCluster):
-    t0 = time.monotonic()
-    ensure_both_up(vmc)
-    old = vmc.wait_running(timeout=120)
-    new = other(old)
-    o = vmc.nodes[old]
-    t_fault = o.freeze()
-    vmc.wait_running(on=new, timeout=180, via=new)
-    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=120)
-    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=120)
-    st = lun_state(vmc)
-    assert KEY[old] not in st[0].keys, f"{old} still registered on LUN A after the fence: {st[0]}"
-    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
-    t_resume = o.resume()
-    refused = {}
-    for lun in ("A", "B"):
-        refused[lun] = wait_for(
-            f"{old}'s writes to LUN {lun} refused after the resume",
-            lambda lun=lun: [x for x in vmc.acks() if x.node == old and x.lun == lun
-                             and x.kind == "REF" and x.t > t_resume], 60, vmc, every=0.5)
-        print(f"LUN {lun}: first refusal {refused[lun][0]}")
-    assert refused["A"][0].err == "EBADE", f"LUN A refusal is {refused['A'][0].err}, not " \
-        "RESERVATION CONFLICT (EBADE)"
-    ended = o.wait_exit(120)
-    wd = o.file("watchdog.log")
-    assert ended, f"{old} not rebooted by the watchdog hook 120 s after resuming:\n{wd[-800:]}"
-    assert o.shutdown_reason() == "guest-reset", o.shutdown_reason()
-    assert "has been fenced" in wd, f"the check never said fenced:\n{wd[-800:]}"
-    assert "reservation conflict" in o.console(), "no 'reservation conflict' in the kernel log"
-    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
-    assert_checker(a, b)
-    assert a.refused_after > 0 and b.refused_after > 0
-    record("3 active frozen, fenced, resumed", t0, a, b, takeover_t - t_fault)
-
-
 # ------------------------------------------------------------------------- scenario 4
 def test_4_cluster_link_cut_exactly_one_writer(vmc: VMCluster):
     t0 = time.monotonic()
@@ -285,10 +286,10 @@ def test_4_cluster_link_cut_exactly_one_writer(vmc: VMCluster):
     winner = vmc.nodes[other(loser.name)]
     if winner.alive() and winner.name == old:
         winner.set_link("cl", True)
-    vmc.wait_running(on=winner.name, timeout=180, via=winner.name)
+    vmc.wait_running(on=winner.name, timeout=600, via=winner.name)
     t_w = time.monotonic()
-    vmc.wait_acks(winner.name, "A", after=t_w, count=3, timeout=120)
-    vmc.wait_acks(winner.name, "B", after=t_w, count=3, timeout=120)
+    vmc.wait_acks(winner.name, "A", after=t_w, count=3, timeout=300)
+    vmc.wait_acks(winner.name, "B", after=t_w, count=3, timeout=300)
     after = [x for x in vmc.acks() if x.kind == "ACK" and x.t > t_w]
     assert {x.node for x in after} == {winner.name}, f"writers after the split: {after[-5:]}"
     takeover = checker.Takeover(old, winner.name, t_fault) if winner.name != old else None
