@@ -66,11 +66,6 @@ def test_unit_ready(t: Transport, timeout: float | None = None) -> Answer:
                timeout=timeout)
 
 
-def standard_inquiry(t: Transport) -> inquiry.StandardInquiry:
-    a = run(t, cdbs.inquiry_cdb(), data_in_len=96, what=f"{t.path}: INQUIRY")
-    return inquiry.parse_standard_inquiry(a.data)
-
-
 def lun_identity(t: Transport) -> str | None:
     """The LUN's WWID from VPD 0x83, or the unit serial (VPD 0x80) when 0x83 has none."""
     a = run(t, cdbs.inquiry_cdb(cdbs.VPD_DEVICE_IDENTIFICATION, 1024), data_in_len=1024,
