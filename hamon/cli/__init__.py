@@ -35,7 +35,6 @@ from hamon.cli.common import (
 )
 from hamon.cli.parser import build_parser
 from hamon.lib import config, defaults
-from hamon.lib import keys as keymod
 from hamon.lib.disk import DeviceError
 from hamon.lib.transport.base import PathError
 
@@ -63,15 +62,15 @@ def _with_cluster_name(args: argparse.Namespace) -> int:
     with (hamon.lib.keys reads it from the environment), restored afterwards."""
     if not args.cluster_name:
         return int(args.func(args))
-    before = os.environ.get(keymod.CLUSTER_ENV)
-    os.environ[keymod.CLUSTER_ENV] = args.cluster_name
+    before = os.environ.get(defaults.CLUSTER_NAME.name)
+    os.environ[defaults.CLUSTER_NAME.name] = args.cluster_name
     try:
         return int(args.func(args))
     finally:
         if before is None:
-            os.environ.pop(keymod.CLUSTER_ENV, None)
+            os.environ.pop(defaults.CLUSTER_NAME.name, None)
         else:
-            os.environ[keymod.CLUSTER_ENV] = before
+            os.environ[defaults.CLUSTER_NAME.name] = before
 
 
 def main(argv: Sequence[str] | None = None, *,

@@ -41,7 +41,9 @@ class ClusterUnavailable(RuntimeError):
 
 
 def run(argv: list[str], timeout: float = TIMEOUT) -> tuple[int, str, str]:
-    """Run a cluster tool with a bound; never raises (127 missing, 124 timed out)."""
+    """Run a tool with a bound; never raises (127 missing, 124 timed out). The one
+    runner: cluster tools, and also journalctl for recovery and the OS termination's
+    fallback command."""
     if not shutil.which(argv[0]):
         return 127, "", f"{argv[0]}: not installed"
     try:

@@ -29,7 +29,6 @@ from typing import Any
 from hamon.lib import defaults
 from hamon.lib.regular_file import NotRegularFile, open_regular, read_regular
 
-DEFAULT_PATH = defaults.JOURNAL.default
 #: The most a journal read takes in (bytes). Years of entries are a few MB; more than
 #: this is not a journal (or ``/dev/zero``), and reading it would exhaust memory.
 MAX_READ = 64 * 1024 * 1024

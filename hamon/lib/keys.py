@@ -43,7 +43,6 @@ from hamon.lib import defaults
 
 LEGACY_PREFIX = 0x686D  # "hm": the old keys' first two bytes
 PREFIX = LEGACY_PREFIX  # kept for callers that spell the old name
-CLUSTER_ENV = defaults.CLUSTER_NAME.name
 COROSYNC_CONF = "/etc/corosync/corosync.conf"
 _HEX = re.compile(r"^(0x)?[0-9a-f]{1,16}$", re.IGNORECASE)
 _CONF_NAME = re.compile(r"^\s*cluster_name\s*:\s*(\S+)\s*$", re.MULTILINE)

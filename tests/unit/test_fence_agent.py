@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from hamon.agents.fence import actions, state
+from hamon.agents.fence import actions
 from hamon.agents.fence import agent as fence_agent
 from hamon.agents.fence.fencer import Fencer
+from hamon.lib import defaults
 from hamon.lib import keys as keymod
 from hamon.lib.scsi.pr import ReservationType as RT
 from tests.unit.test_fence_core import N1, N2, SimArray, unfence
@@ -73,7 +74,7 @@ def arr() -> SimArray:
 @pytest.fixture
 def run(monkeypatch, capsys, arr, tmp_path) -> Run:
     monkeypatch.setattr(actions, "resolver", arr.factory)  # the in-memory target
-    monkeypatch.setenv(state.STATE_ENV, str(tmp_path / "state.json"))
+    monkeypatch.setenv(defaults.FENCE_STATE.name, str(tmp_path / "state.json"))
     monkeypatch.delenv("PCMK_service", raising=False)
     return Run(monkeypatch, capsys, arr)
 

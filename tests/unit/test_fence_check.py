@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hamon.agents.fence import check as fence_check
-from hamon.agents.fence.state import STATE_ENV
+from hamon.lib import defaults
 from tests.unit.test_fence_core import N1, N2, SimArray, unfence
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def state(tmp_path, arr, monkeypatch) -> Path:
     path.write_text(json.dumps({"node": "node1", "key": f"0x{N1.key:x}",
                                 "initiator": N1.initiator, "devices": arr.urls(),
                                 "scsi_timeout": 2}))
-    monkeypatch.setenv(STATE_ENV, str(path))
+    monkeypatch.setenv(defaults.FENCE_STATE.name, str(path))
     monkeypatch.setenv("HAMON_STONITH_SYSCONFIG", str(tmp_path / "no-sysconfig"))
     monkeypatch.setattr(fence_check, "default_resolver", arr.factory)  # in-memory target
     return path
@@ -72,7 +72,7 @@ def test_repair_returns_the_code_it_is_given():
 
 def test_hardreboot_name_reboots_itself(state, arr, tmp_path, monkeypatch):
     dry = tmp_path / "reboots"
-    monkeypatch.setenv(fence_check.DRY_RUN_ENV, str(dry))
+    monkeypatch.setenv(defaults.CHECK_DRY_RUN.name, str(dry))
     unfence(arr, "node1", "node2")
     assert fence_check.main(["fence_hamon_scsi_check_hardreboot"]) == 0
     assert not dry.exists()
@@ -95,7 +95,8 @@ def test_retries_from_sysconfig(state, arr, tmp_path, monkeypatch):
 
 def test_script_runs_without_state(tmp_path):
     p = subprocess.run([str(CHECK), "test"], capture_output=True, text=True, timeout=30,
-                       env={"PATH": "/usr/bin:/bin", STATE_ENV: str(tmp_path / "none")})
+                       env={"PATH": "/usr/bin:/bin",
+                            defaults.FENCE_STATE.name: str(tmp_path / "none")})
     assert p.returncode == 0 and "Traceback" not in p.stderr
 
 

@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from hamon.lib import keys
+from hamon.lib import defaults, keys
 from hamon.lib.identity import default_initiator
 
 
@@ -37,7 +37,7 @@ def test_the_old_derivation_is_kept_and_recognised():
 
 
 def test_cluster_name_sources(monkeypatch, tmp_path):
-    monkeypatch.setenv(keys.CLUSTER_ENV, "from-env")
+    monkeypatch.setenv(defaults.CLUSTER_NAME.name, "from-env")
     assert keys.cluster_name() == "from-env" and keys.cluster_name("given") == "given"
     assert keys.key_for_node("n") == keys.key_for_node("n", "from-env")
     conf = tmp_path / "corosync.conf"

@@ -22,7 +22,7 @@ from hamon.agents.fence import check as fence_check
 from hamon.agents.fence import state as fence_state
 from hamon.agents.fence.errors import ConfigError as FenceConfigError
 from hamon.agents.fence.settings import Settings, settings_from
-from hamon.lib import cluster, messages
+from hamon.lib import cluster, defaults, messages
 from hamon.lib import reservation as rsv
 from hamon.lib.identity import check_iscsi_name
 from tests.unit import test_cli as tc
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # -- the fence state file -----------------------------------------------------------------
 def _write(tmp_path: Path, monkeypatch, path: Path) -> None:
-    monkeypatch.setenv(fence_state.STATE_ENV, str(path))
+    monkeypatch.setenv(defaults.FENCE_STATE.name, str(path))
     s = Settings(devices=["iscsi://127.0.0.1/iqn.2026-11.org.hamon:t/1"], local_node="node1")
     fence_state.write_state(s, s.node("node1"))
 

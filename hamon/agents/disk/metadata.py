@@ -22,7 +22,7 @@ from types import ModuleType
 
 from hamon.lib import defaults
 
-from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_STATE_DIR, DEFAULT_TYPE
+from .settings import DEFAULT_COMMAND_TIMEOUT, DEFAULT_TYPE
 
 AGENT_NAME = "hamon_disk"
 #: The agent's own version (the metadata's resource-agent version attribute).
@@ -157,8 +157,8 @@ PARAMETERS: list[tuple[str, str, str, str, bool, str | None]] = [
     ("state_dir", "Directory of the agent's small state files",
      "Where the agent remembers path states between monitors and whether this node "
      "started the resource (a tmpfs: nothing of it must survive a reboot). Default: "
-     "the HAMON_STATE_DIR environment variable, else " + DEFAULT_STATE_DIR + ".",
-     "string", False, DEFAULT_STATE_DIR),
+     "the HAMON_STATE_DIR environment variable, else " + defaults.STATE_DIR.default + ".",
+     "string", False, defaults.STATE_DIR.default),
 ]
 
 

@@ -26,13 +26,11 @@ DEFAULT_TYPE = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 DEFAULT_COMMAND_TIMEOUT = 5
 #: command_timeout's range (seconds), as the metadata states it.
 COMMAND_TIMEOUT_MIN, COMMAND_TIMEOUT_MAX = 1, 300
-DEFAULT_STATE_DIR = defaults.STATE_DIR.default
 #: Tests, demos and ocf-tester: the OS termination is appended to a file instead of
 #: being carried out. Read as a parameter (the tests' ``OCF_RESKEY_...``, ``pcs ... --force``)
 #: or from HAMON_OS_TERMINATION_DRY_RUN; deliberately absent from the metadata and the man
 #: page, which are what administrators read (:data:`HIDDEN_PARAMETERS`).
 DRY_RUN_PARAMETER = "os_termination_dry_run"
-DRY_RUN_ENV = defaults.OS_TERMINATION_DRY_RUN.name
 #: Parameters the agent reads but does not advertise: test hooks, not for production.
 HIDDEN_PARAMETERS = (DRY_RUN_PARAMETER,)
 #: Parameters that name files: absolute paths without control characters.

@@ -42,13 +42,11 @@ from hamon.lib.transport.base import Transport
 
 log = logging.getLogger("fence_hamon_scsi_check")
 
-SYSCONFIG = defaults.STONITH_SYSCONFIG.default
 #: Tests and demos: append the reboot request to this file instead of rebooting.
-DRY_RUN_ENV = defaults.CHECK_DRY_RUN.name
 EXIT_OK, EXIT_FENCED = 0, 2
 
 
-def read_sysconfig(path: str = SYSCONFIG) -> dict[str, str]:
+def read_sysconfig(path: str = defaults.STONITH_SYSCONFIG.default) -> dict[str, str]:
     """fence_scsi_check's ``/etc/sysconfig/stonith``: ``name=value`` lines."""
     try:
         with open(path) as f:
@@ -147,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         retries = max(0, int(conf.get("retry", "0")))
         retry_sleep = max(0.0, float(conf.get("retry-sleep", "1")))
     except ValueError:
-        log.error("%s: retry and retry-sleep must be numbers; using 0 and 1", SYSCONFIG)
+        log.error("%s: retry and retry-sleep must be numbers; using 0 and 1",
+                  defaults.STONITH_SYSCONFIG.get())
         retries, retry_sleep = 0, 1.0
     try:
         verdict = check(state_path(), retries=retries, retry_sleep=retry_sleep)

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from hamon.agents.fence.settings import Node, Settings
 
 #: Where ``on`` records what it registered, for the watchdog hook (fence_hamon_scsi_check).
-STATE_FILE = defaults.FENCE_STATE.default
-STATE_ENV = defaults.FENCE_STATE.name
 #: The state file is a few hundred bytes; a larger one is not ours.
 STATE_MAX = 1024 * 1024
 #: The recorded scsi_timeout must be a usable bound (seconds).
