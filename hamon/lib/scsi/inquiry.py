@@ -8,7 +8,7 @@ designators (association 0), best first. Same LUN through two portals, same iden
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Designator types (SPC-4 table 'DESIGNATOR TYPE field'), in multipath's order of preference.
 DESIG_T10 = 1
@@ -18,16 +18,14 @@ DESIG_NAME = 8
 _PREFERENCE = (DESIG_NAA, DESIG_EUI64, DESIG_NAME, DESIG_T10)
 
 
-@dataclass(frozen=True)
-class StandardInquiry:
+class StandardInquiry(NamedTuple):
     peripheral_type: int
     vendor: str
     product: str
     revision: str
 
 
-@dataclass(frozen=True)
-class Designator:
+class Designator(NamedTuple):
     code_set: int
     association: int
     type: int

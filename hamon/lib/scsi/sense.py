@@ -5,8 +5,8 @@ bytes are kept so a message can always show exactly what the target said.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class SenseKey(IntEnum):
@@ -54,8 +54,7 @@ def asc_name(asc: int, ascq: int) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Sense:
+class Sense(NamedTuple):
     """Decoded sense data; ``raw`` is exactly what the target returned."""
 
     key: int
