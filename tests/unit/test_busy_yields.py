@@ -6,7 +6,6 @@ Every path of an action runs as a job on one thread (hamon.lib.transport.loop); 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -19,12 +18,14 @@ from hamon.lib.transport import loop
 from hamon.lib.transport.base import CommandResult, Transport
 
 
-@dataclass
 class Scripted(Transport):
     """Answers from a list of statuses (GOOD after the list), logging each command."""
 
-    statuses: list[int] = field(default_factory=list)
-    log: list[tuple[str, float]] = field(default_factory=list)
+    def __init__(self, path: str, statuses: list[int] | None = None,
+                 log: list[tuple[str, float]] | None = None) -> None:
+        super().__init__(path)
+        self.statuses = [] if statuses is None else statuses
+        self.log = [] if log is None else log
 
     def execute(self, cdb: bytes, data_out: bytes | None = None, data_in_len: int = 0,
                 timeout: float | None = None) -> CommandResult:

@@ -34,13 +34,16 @@ PR_OUT, PR_IN = 0x5F, 0x5E
 _session = itertools.count(1)
 
 
-@dataclass
 class JitterTransport(SimTransport):
     """A sim path that waits a random moment before each command, so that two threads'
-    commands interleave in many orders (the GIL alone would serialise them neatly)."""
+    commands interleave in many orders (the GIL alone would serialise them neatly).
+    ``before``: callable(transport, cdb, data_out) run before each command."""
 
-    jitter: float = 0.0
-    before: object = None  # callable(transport, cdb, data_out) run before each command
+    def __init__(self, *args: object, jitter: float = 0.0, before: object = None,
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.jitter = jitter
+        self.before = before
 
     def execute(self, cdb, data_out=None, data_in_len=0, timeout=None):  # type: ignore[override]
         if self.jitter:

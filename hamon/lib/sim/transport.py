@@ -6,21 +6,29 @@ PathTimeout, or an abnormal SCSI answer.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from hamon.lib.scsi.status import Status
 from hamon.lib.sim.faults import FAULT_STATUS, FaultKind, corrupt_pr_in
 from hamon.lib.sim.target import SimLun
-from hamon.lib.transport.base import CommandResult, PathError, PathTimeout, Transport
+from hamon.lib.transport.base import (
+    DEFAULT_TIMEOUT,
+    CommandResult,
+    PathError,
+    PathTimeout,
+    Transport,
+)
 
 
-@dataclass
 class SimTransport(Transport):
-    """One I_T nexus to a :class:`SimLun`: ``initiator`` through target port ``port``."""
+    """One I_T nexus to a :class:`SimLun`: ``initiator`` through target port ``port``.
 
-    lun: SimLun = field(default_factory=SimLun)
-    initiator: str = "iqn.2026-11.org.hamon:sim"
-    port: int = 1
+    A plain class like the :class:`Transport` it stands in for (issue 14)."""
+
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT, lun: SimLun | None = None,
+                 initiator: str = "iqn.2026-11.org.hamon:sim", port: int = 1) -> None:
+        super().__init__(path, timeout)
+        self.lun = SimLun() if lun is None else lun
+        self.initiator = initiator
+        self.port = port
 
     def execute(self, cdb: bytes, data_out: bytes | None = None, data_in_len: int = 0,
                 timeout: float | None = None) -> CommandResult:

@@ -1,16 +1,20 @@
-"""The contract every transport fulfils (sgio, iscsi, sim)."""
+"""The contract every transport fulfils (sgio, iscsi, sim).
+
+No dataclass here: Python 3.11 compiles a dataclass's methods at import, ~1 ms a class,
+and a fence starts in a fresh process (issue 14). A result is a ``NamedTuple``, a
+transport a plain class (a resource: identity equality).
+"""
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 #: Default bound for one SCSI command. A fence action must never hang: every transport
 #: enforces its own per-command timeout, and callers pass a smaller one when they can.
 DEFAULT_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class CommandResult:
+class CommandResult(NamedTuple):
     """What came back for one CDB: the status byte, raw sense and data-in, as sent."""
 
     status: int
@@ -38,13 +42,22 @@ class OpenError(PathError):
     """The device could not be opened at all (HA Monitor's details code OPEN)."""
 
 
-@dataclass
 class Transport(abc.ABC):
-    """One I_T nexus to one LUN. Open lazily, close explicitly (or use ``with``)."""
+    """One I_T nexus to one LUN. Open lazily, close explicitly (or use ``with``).
 
-    path: str
-    timeout: float = DEFAULT_TIMEOUT
-    _closed: bool = field(default=False, init=False, repr=False)
+    ``_closed`` is a class default too, so a subclass that does not call this
+    ``__init__`` (a test's scripted transport) still starts open.
+    """
+
+    _closed = False
+
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(path={self.path!r}, timeout={self.timeout!r})"
 
     @abc.abstractmethod
     def execute(

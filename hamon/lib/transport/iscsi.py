@@ -43,11 +43,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from hamon.lib.transport import libiscsi as li
 from hamon.lib.transport import loop as _loop
-from hamon.lib.transport.base import CommandResult, PathError, PathTimeout, Transport
+from hamon.lib.transport.base import (
+    DEFAULT_TIMEOUT,
+    CommandResult,
+    PathError,
+    PathTimeout,
+    Transport,
+)
 from hamon.lib.transport.iscsi_url import WHITE_SPACE, IscsiUrl, derive_isid, parse_iscsi_url
 
 #: The most a close() waits for the target to acknowledge a logout.
@@ -56,7 +61,6 @@ LOGOUT_BOUND = 2.0
 DEBUG_ENV = "HAMON_ISCSI_DEBUG"
 
 
-@dataclass
 class IscsiTransport(Transport):
     """One iSCSI session (one I_T nexus) to one LUN, opened on the first command.
 
@@ -65,24 +69,29 @@ class IscsiTransport(Transport):
     enforces it); any number of transports in parallel threads.
     """
 
-    initiator: str = ""
-    #: A second nexus of this initiator on this path (see :func:`derive_isid`); "" = the
-    #: node's own, registered one.
-    role: str = ""
-    url: IscsiUrl = field(init=False)
-    isid: bytes = field(init=False)
-    _ctx: int | None = field(default=None, init=False, repr=False)
-    _finalizer: weakref.finalize | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _alive_poll: tuple[int, select.poll] | None = field(default=None, init=False,
-                                                        repr=False)
+    url: IscsiUrl
+    isid: bytes
 
-    def __post_init__(self) -> None:
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT, initiator: str = "",
+                 role: str = "") -> None:
+        """``role``: a second nexus of this initiator on this path (see
+        :func:`derive_isid`); "" = the node's own, registered one."""
+        super().__init__(path, timeout)
+        self.initiator = initiator
+        self.role = role
+        self._ctx: int | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._lock = threading.Lock()
+        self._alive_poll: tuple[int, select.poll] | None = None
         self.url = parse_iscsi_url(self.path)
         if not self.initiator or WHITE_SPACE.search(self.initiator):
             raise ValueError(f"{self.path}: an iSCSI initiator name without spaces is "
                              f"required, got {self.initiator!r}")
         self.isid = derive_isid(self.initiator, self.url, self.role)
+
+    def __repr__(self) -> str:
+        return (f"IscsiTransport(path={self.path!r}, timeout={self.timeout!r}, "
+                f"initiator={self.initiator!r}, role={self.role!r})")
 
     # -- public ------------------------------------------------------------------
 

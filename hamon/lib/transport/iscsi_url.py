@@ -10,13 +10,15 @@ process. The LUN is part of it so that sessions to two LUNs of one target throug
 portal are two sessions: RFC 7143 lets a login with the ISID of a live session
 reinstate it (close the older one), as LIO does. Pure Python: no libiscsi needed to
 parse or derive (the resolver and the CLI use this without loading the library).
+A URL is a ``NamedTuple`` (as urllib.parse's SplitResult), not a dataclass: a fence starts
+in a fresh process, and a dataclass costs ~1 ms of compiling at import (issue 14).
 """
 from __future__ import annotations
 
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 try:  # the builtin SHA-256: hashlib would load OpenSSL (milliseconds at every start)
     from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
@@ -42,8 +44,7 @@ MAX_LUN = 16383
 _EXAMPLE = "iscsi://192.0.2.10:3260/iqn.2003-01.org.example:disk1/1"
 
 
-@dataclass(frozen=True)
-class IscsiUrl:
+class IscsiUrl(NamedTuple):
     """One path to one LUN: ``iscsi://host[:port]/target-iqn/lun``.
 
     ``host`` is kept without brackets (``::1``, not ``[::1]``); :attr:`portal` adds them

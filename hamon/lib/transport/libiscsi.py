@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import itertools
 import threading
-from dataclasses import dataclass
 
 SCSI_STATUS_GOOD = 0
 SCSI_STATUS_CHECK_CONDITION = 2
@@ -76,16 +75,25 @@ _Callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_
                              ctypes.c_void_p)
 
 
-@dataclass
 class Waiter:
-    """Completion of one async libiscsi operation, filled in by the C callback."""
+    """Completion of one async libiscsi operation, filled in by the C callback.
 
-    token: int = 0
-    done: bool = False
-    status: int = 0
-    #: libiscsi's error text when the callback ran; later calls overwrite it (a refused
-    #: connect becomes "Can not reconnect right now"), so it is taken here.
-    error: str = ""
+    A plain class, not a dataclass (no methods compiled at import: issue 14).
+    ``error``: libiscsi's error text when the callback ran; later calls overwrite it (a
+    refused connect becomes "Can not reconnect right now"), so it is taken here.
+    """
+
+    __slots__ = ("done", "error", "status", "token")
+
+    def __init__(self, token: int = 0) -> None:
+        self.token = token
+        self.done = False
+        self.status = 0
+        self.error = ""
+
+    def __repr__(self) -> str:
+        return (f"Waiter(token={self.token}, done={self.done}, status={self.status:#x}, "
+                f"error={self.error!r})")
 
 
 #: Callbacks find their waiter by the token passed as private_data. One module-level C

@@ -9,6 +9,9 @@ so the jobs of every path run on one thread and only the ioctls themselves in he
 The pointers inside the header refer to ctypes buffers owned by this module: the kernel
 reads the CDB and data-out from them and writes sense and data-in into them.
 
+No dataclass here (a fence starts in a fresh process; Python 3.11 compiles a
+dataclass's methods at import, ~1 ms a class: issue 14).
+
 Why not cython-sgio: a fixed 30-minute timeout and no status byte.
 
 Outcome mapping (see :meth:`SgioTransport.execute`):
@@ -40,10 +43,11 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hamon.lib.transport import loop as _loop
 from hamon.lib.transport.base import (
+    DEFAULT_TIMEOUT,
     CommandResult,
     OpenError,
     PathError,
@@ -109,8 +113,7 @@ class SgIoHdr(ctypes.Structure):
     ]
 
 
-@dataclass
-class SgRequest:
+class SgRequest(NamedTuple):
     """One prepared SG_IO call: the header and the buffers its pointers refer to.
 
     Keeping them together matters: the buffers must live as long as the kernel may
@@ -238,18 +241,22 @@ def _sg_io(fd: int, hdr: SgIoHdr) -> None:
     fcntl.ioctl(fd, SG_IO, hdr, True)
 
 
-@dataclass
 class _Call:
-    """State shared between execute() and the thread running one ioctl."""
+    """State shared between execute() and the thread running one ioctl. ``notify`` is
+    called after ``done`` is set: it wakes the action's poll loop
+    (hamon.lib.transport.loop)."""
 
-    fd: int
-    req: SgRequest
-    done: threading.Event = field(default_factory=threading.Event)
-    error: OSError | None = None
-    abandoned: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    #: Called after ``done`` is set: wakes the action's poll loop (hamon.lib.transport.loop).
-    notify: Callable[[], None] | None = None
+    __slots__ = ("abandoned", "done", "error", "fd", "lock", "notify", "req")
+
+    def __init__(self, fd: int, req: SgRequest,
+                 notify: Callable[[], None] | None = None) -> None:
+        self.fd = fd
+        self.req = req
+        self.done = threading.Event()
+        self.error: OSError | None = None
+        self.abandoned = False
+        self.lock = threading.Lock()
+        self.notify = notify
 
     def run(self) -> None:
         try:
@@ -264,12 +271,13 @@ class _Call:
             self.notify()
 
 
-@dataclass
 class SgioTransport(Transport):
     """SG_IO on one device node (one path, or a multipath map as one path)."""
 
-    _fd: int | None = field(default=None, init=False, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        super().__init__(path, timeout)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
 
     def execute(self, cdb: bytes, data_out: bytes | None = None, data_in_len: int = 0,
                 timeout: float | None = None) -> CommandResult:
