@@ -13,7 +13,7 @@ its target answered them is :mod:`hamon.lib.reservation.quirks`.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hamon.lib import command
 from hamon.lib.disk import Disk, Path
@@ -37,8 +37,7 @@ class OwnKeyMissing(ReservationConflict):
         super().__init__(Status.RESERVATION_CONFLICT, None, text)
 
 
-@dataclass(frozen=True)
-class Preempted:
+class Preempted(NamedTuple):
     """What :func:`guarded_preempt` did on one LUN.
 
     ``kept``: the reservation as READ RESERVATION gave it just before the PREEMPT, when

@@ -1,11 +1,15 @@
 """What a reservation step returns: per path, per disk, per action, and what a LUN
 showed when read. Plain values; the operations beside this module fill them.
+
+No dataclass here: Python 3.11 compiles a dataclass's methods at import, ~1 ms a class,
+and a fence starts in a fresh process (issue 14). The results an action fills in are
+plain classes (compared by identity: nothing compares two results by value), what a LUN
+showed is a ``NamedTuple``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from hamon.lib.disk import Disk
 from hamon.lib.scsi import pr as prm
@@ -15,13 +19,21 @@ from hamon.lib.transport.base import PathError
 V = TypeVar("V")
 
 
-@dataclass
 class PathResult:
-    path: str
-    ok: bool
-    detail: str = ""
-    error: Exception | None = None
-    unit_attentions: list[str] = field(default_factory=list)
+    """One path's result of a step."""
+
+    def __init__(self, path: str, ok: bool, detail: str = "",
+                 error: Exception | None = None,
+                 unit_attentions: list[str] | None = None) -> None:
+        self.path = path
+        self.ok = ok
+        self.detail = detail
+        self.error = error
+        self.unit_attentions = [] if unit_attentions is None else unit_attentions
+
+    def __repr__(self) -> str:
+        return (f"PathResult(path={self.path!r}, ok={self.ok!r}, detail={self.detail!r}, "
+                f"error={self.error!r}, unit_attentions={self.unit_attentions!r})")
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "ok": self.ok, "detail": self.detail,
@@ -29,16 +41,23 @@ class PathResult:
                 "unit_attentions": self.unit_attentions}
 
 
-@dataclass
 class DiskResult(Generic[V]):
     """One disk's result of a step; ``value`` is the step's typed answer when ``ok``."""
 
-    disk: Disk
-    ok: bool
-    detail: str = ""
-    error: Exception | None = None
-    paths: list[PathResult] = field(default_factory=list)
-    value: V | None = None
+    def __init__(self, disk: Disk, ok: bool, detail: str = "",
+                 error: Exception | None = None, paths: list[PathResult] | None = None,
+                 value: V | None = None) -> None:
+        self.disk = disk
+        self.ok = ok
+        self.detail = detail
+        self.error = error
+        self.paths: list[PathResult] = [] if paths is None else paths
+        self.value = value
+
+    def __repr__(self) -> str:
+        return (f"DiskResult(disk={getattr(self.disk, 'name', self.disk)!r}, ok={self.ok!r}, "
+                f"detail={self.detail!r}, error={self.error!r}, paths={self.paths!r}, "
+                f"value={self.value!r})")
 
     @property
     def path_failure(self) -> bool:
@@ -52,10 +71,15 @@ class DiskResult(Generic[V]):
                 "paths": [p.as_dict() for p in self.paths]}
 
 
-@dataclass
 class Outcome(Generic[V]):
-    action: str
-    results: list[DiskResult[V]]
+    """One action's results, a :class:`DiskResult` per disk."""
+
+    def __init__(self, action: str, results: list[DiskResult[V]]) -> None:
+        self.action = action
+        self.results = results
+
+    def __repr__(self) -> str:
+        return f"Outcome(action={self.action!r}, results={self.results!r})"
 
     @property
     def ok(self) -> bool:
@@ -77,8 +101,7 @@ class Preemption(StrEnum):
     ABSENT = "absent"  # it held no registration: already off the LUN
 
 
-@dataclass(frozen=True)
-class LunStatus:
+class LunStatus(NamedTuple):
     keys: tuple[int, ...]
     generation: int
     reservation: prm.Reservation

@@ -2,8 +2,7 @@
 key removed, verified by reading the LUN back (:func:`withdraw`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hamon.lib import command
 from hamon.lib.disk import Disk, Path
@@ -28,8 +27,7 @@ def _ours(held: prm.Reservation, keys: tuple[int, ...], key: int) -> bool:
     return held.key == key
 
 
-@dataclass(frozen=True)
-class Withdrawal:
+class Withdrawal(NamedTuple):
     """What :func:`withdraw` did on one disk, and the LUN as read back afterwards."""
 
     had_ours: bool        # our key was registered, or held the reservation
