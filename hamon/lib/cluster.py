@@ -23,8 +23,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -71,8 +70,7 @@ def first_line(text: str) -> str:
 
 
 # -- membership --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Membership:
+class Membership(NamedTuple):
     """Known nodes and whether each is alive, as one source saw it."""
 
     nodes: dict[str, bool]      # name -> online

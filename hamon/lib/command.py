@@ -7,10 +7,13 @@ pause, taken through the transport (:meth:`Transport.pause`): inside an action's
 loop it yields to the other paths' jobs instead of stopping the one thread they all run
 on. RESERVATION CONFLICT is never retried: it is an answer, and for a fence agent the
 most important one.
+
+:class:`Answer` is a ``NamedTuple``, not a dataclass: a fence starts in a fresh process,
+and Python 3.11 compiles a dataclass's methods at import, ~1 ms a class (issue 14).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from hamon.lib.scsi import cdb as cdbs
 from hamon.lib.scsi import inquiry, pr
@@ -25,12 +28,12 @@ BUSY_RETRIES = 3
 BUSY_PAUSE = 0.05
 
 
-@dataclass
-class Answer:
-    """What a command returned, plus the unit attentions met on the way."""
+class Answer(NamedTuple):
+    """What a command returned, plus the unit attentions met on the way (a list of its
+    own for each answer: no shared default)."""
 
-    data: bytes = b""
-    unit_attentions: list[UnitAttention] = field(default_factory=list)
+    data: bytes
+    unit_attentions: list[UnitAttention]
 
 
 def run(
@@ -43,16 +46,15 @@ def run(
     timeout: float | None = None,
 ) -> Answer:
     """Execute ``cdb``; return its data or raise the typed ScsiError / PathError."""
-    answer = Answer()
+    uas: list[UnitAttention] = []
     busy = 0
     while True:
         result = transport.execute(cdb, data_out, data_in_len, timeout)
         err = error_for(result.status, result.sense, what or transport.path, cdb)
         if err is None:
-            answer.data = result.data
-            return answer
-        if isinstance(err, UnitAttention) and len(answer.unit_attentions) < UA_RETRIES:
-            answer.unit_attentions.append(err)
+            return Answer(result.data, uas)
+        if isinstance(err, UnitAttention) and len(uas) < UA_RETRIES:
+            uas.append(err)
             continue
         if isinstance(err, Busy) and busy < BUSY_RETRIES:
             busy += 1

@@ -7,13 +7,16 @@ these types, so keeping both here made a loop.
 
 Every error here is a :class:`DeviceError` whose text names the operand and says what to
 fix; the agents print it as it is.
+
+``Disk`` and ``Path`` are plain classes, not dataclasses: they are resources of one action
+(a path holds a session), compared by identity, and a fence starts in a fresh process
+where a dataclass costs ~1 ms of compiling at import (Python 3.11; issue 14).
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -58,7 +61,6 @@ class PathState(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass
 class Path:
     """One I_T nexus to the LUN. ``os_state`` is what the OS/multipath software says.
 
@@ -68,16 +70,27 @@ class Path:
     action must not report a path as healthy that failed it a moment ago.
     """
 
-    name: str
-    opener: Callable[[], Transport]
-    os_state: str | None = None
-    os_failed: bool = False
-    state: PathState = PathState.UNKNOWN
-    reason: str = ""
-    code: str = ""   # HA Monitor's details code of the fault (OPEN, IOCTL, IO-ERR)
-    path_id: str | None = None  # the multipath software's own id of the path (HDLM PathID)
-    _transport: Transport | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    def __init__(self, name: str, opener: Callable[[], Transport],
+                 os_state: str | None = None, os_failed: bool = False,
+                 state: PathState = PathState.UNKNOWN, reason: str = "", code: str = "",
+                 path_id: str | None = None) -> None:
+        self.name = name
+        self.opener = opener
+        self.os_state = os_state
+        self.os_failed = os_failed
+        self.state = state
+        self.reason = reason
+        #: HA Monitor's details code of the fault (OPEN, IOCTL, IO-ERR)
+        self.code = code
+        #: the multipath software's own id of the path (HDLM PathID)
+        self.path_id = path_id
+        self._transport: Transport | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"Path(name={self.name!r}, os_state={self.os_state!r}, "
+                f"os_failed={self.os_failed!r}, state={self.state!r}, "
+                f"reason={self.reason!r}, code={self.code!r}, path_id={self.path_id!r})")
 
     def transport(self) -> Transport:
         from hamon.lib.transport import loop
@@ -167,14 +180,19 @@ class Path:
                 "os_state": self.os_state}
 
 
-@dataclass
 class Disk:
     """One LUN. ``name`` is the operand as given, so messages use the admin's words."""
 
-    name: str
-    kind: DiskKind
-    paths: list[Path]
-    wwid: str | None = None
+    def __init__(self, name: str, kind: DiskKind, paths: list[Path],
+                 wwid: str | None = None) -> None:
+        self.name = name
+        self.kind = kind
+        self.paths = paths
+        self.wwid = wwid
+
+    def __repr__(self) -> str:
+        return (f"Disk(name={self.name!r}, kind={self.kind!r}, paths={self.paths!r}, "
+                f"wwid={self.wwid!r})")
 
     @property
     def multipath(self) -> bool:

@@ -29,9 +29,9 @@ IO-ERR (every other abnormal end).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import StrEnum
+from typing import NamedTuple
 
-from hamon.lib.messages import DetailsCode
 from hamon.lib.scsi.errors import IllegalRequest, ReservationConflict, ScsiError
 from hamon.lib.scsi.pr import PERSISTENT_RESERVE_IN, PERSISTENT_RESERVE_OUT, ResponseError
 from hamon.lib.scsi.pr import PrInServiceAction as In
@@ -46,14 +46,22 @@ OPTIONAL_SERVICE_ACTIONS = frozenset({
 })
 
 
+class DetailsCode(StrEnum):
+    """KAMN725-W details codes (HA Monitor's); :mod:`hamon.lib.messages` re-exports them."""
+
+    OPEN = "OPEN"                      # the device could not be opened / does not exist
+    IOCTL = "IOCTL"                    # the device does not support SCSI reservation
+    ALREADY_RESERVATION = "ALREADY-RESERVATION"  # reserved by another system
+    IO_ERR = "IO-ERR"                  # an I/O error
+
+
 class LunAnswer(Exception):
     """What the LUN reported, read back, contradicts the step (our key still registered
     after we removed it): the LUN has spoken, so it is not a fault of the path, and
     trying another path would read the same."""
 
 
-@dataclass(frozen=True)
-class PathFault:
+class PathFault(NamedTuple):
     """Why one path failed one action: the reason as one clause, and HA Monitor's code."""
 
     reason: str

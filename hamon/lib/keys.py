@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hamon.lib import defaults
 
@@ -111,8 +111,7 @@ def key_for_node(node: str, cluster: str | None = None) -> int:
     return key or 1
 
 
-@dataclass(frozen=True)
-class KeyParts:
+class KeyParts(NamedTuple):
     """A derived key and where its parts come from, for ``hamon key``."""
 
     node: str

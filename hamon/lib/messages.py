@@ -20,6 +20,11 @@ Two kinds of IDs, told apart by the prefix (the rule, also in docs/messages.md):
 Every message goes to syslog (the journal, when journald runs) with its ID at the start
 of the text, and to stderr, which pacemaker-execd copies into the cluster log: it is seen
 even on a node without a syslog daemon.
+
+Cheap to import, because a fence imports it only when it has something to say: the
+records are ``NamedTuple`` (Python 3.11 compiles a dataclass's methods at import, ~1 ms
+a class), ``datetime`` is loaded by the first message, and the KAMN725-W details codes
+live with the faults they describe (:class:`hamon.lib.faults.DetailsCode`, re-exported).
 """
 from __future__ import annotations
 
@@ -29,9 +34,10 @@ import sys
 import syslog
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
+
+from hamon.lib.faults import DetailsCode as DetailsCode
 
 
 class Severity(StrEnum):
@@ -44,15 +50,6 @@ class Severity(StrEnum):
         return {"I": syslog.LOG_INFO, "W": syslog.LOG_WARNING, "E": syslog.LOG_ERR}[self.value]
 
 
-class DetailsCode(StrEnum):
-    """KAMN725-W details codes (HA Monitor's)."""
-
-    OPEN = "OPEN"                      # the device could not be opened / does not exist
-    IOCTL = "IOCTL"                    # the device does not support SCSI reservation
-    ALREADY_RESERVATION = "ALREADY-RESERVATION"  # reserved by another system
-    IO_ERR = "IO-ERR"                  # an I/O error
-
-
 class RecoveryCode(StrEnum):
     """KAMN727-I details codes."""
 
@@ -61,8 +58,7 @@ class RecoveryCode(StrEnum):
     ONLINE_CHECK_NO_KEY = "ONLINE_CHECK(NO_KEY)"
 
 
-@dataclass(frozen=True)
-class MessageDef:
+class MessageDef(NamedTuple):
     id: str
     severity: Severity
     template: str
@@ -196,8 +192,7 @@ def key_hex(key: int | str | None) -> str | None:
     return text[2:] if text.lower().startswith("0x") else text
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     id: str
     severity: Severity
     text: str
@@ -236,6 +231,8 @@ def _printable(text: str) -> str:
 
 
 def format_message(msg_id: str, **fields: object) -> Message:
+    from datetime import UTC, datetime  # 3 ms at import: only once there is a message
+
     d = CATALOG[msg_id]
     if "hostkey" in fields:
         fields["hostkey"] = key_hex(fields["hostkey"])  # type: ignore[arg-type]

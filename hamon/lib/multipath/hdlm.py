@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from hamon.lib.disk import DeviceError, Disk, DiskKind, Path
 from hamon.lib.multipath import sysfs
@@ -24,8 +23,7 @@ DLNKMGR_TIMEOUT = 10.0
 DLNKMGR = "/opt/DynamicLinkManager/bin/dlnkmgr"
 
 
-@dataclass(frozen=True)
-class HdlmPath:
+class HdlmPath(NamedTuple):
     path_id: str
     path_name: str   # HostPort.Bus.TargetID.HLU, hex
     status: str      # Online, Offline(C), Offline(E), Online(E), ...

@@ -6,41 +6,54 @@ slave paths), ``/dev/sddlm*`` (HDLM: its paths from ``dlnkmgr view -path``), or
 ``iscsi://host[:port]/iqn/lun`` URLs, which are grouped into disks by LUN identity
 (INQUIRY VPD 0x83) the way multipathd groups sd devices by WWID. The flavours see the
 resolver only as a :class:`~hamon.lib.multipath.opener.PathOpener`.
+
+Each flavour is imported when an operand needs it (a fence on iscsi:// URLs loads no
+sysfs, DMMP or HDLM code), and the resolver is a plain class: a fence starts in a fresh
+process, where a dataclass costs ~1 ms of compiling at import (Python 3.11; issue 14).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from hamon.lib.disk import DeviceError, Disk, split_operands
-from hamon.lib.multipath import dmmp, hdlm, iscsi_group, single
 from hamon.lib.transport.base import DEFAULT_TIMEOUT, Transport
 
 
-@dataclass
 class Resolver:
-    """Turns operands into disks. ``initiator`` is this node's name for ``iscsi://``."""
+    """Turns operands into disks. ``initiator`` is this node's name for ``iscsi://``.
 
-    initiator: str | None = None
-    timeout: float = DEFAULT_TIMEOUT
-    #: Factories, replaceable in unit tests (the sim target).
-    iscsi_opener: Callable[[str, str, float], Transport] | None = None
-    sgio_opener: Callable[[str, float], Transport] | None = None
-    #: iscsi:// URLs of one target and LUN number are identified through one of them;
-    #: the others log in only when used (the fence agent: ``off`` needs one path per
-    #: LUN). See hamon.lib.multipath.iscsi_group.
-    one_path_per_lun: bool = False
-    #: Set when RLIMIT_NOFILE could not be raised far enough (see transport.fds).
-    fd_warning: str | None = None
-    #: multipathd's path view, asked once per resolve() call (see multipathd_view).
-    _multipathd: dict[str, tuple[str, str]] | None = field(default=None, init=False,
-                                                           repr=False)
+    ``iscsi_opener``/``sgio_opener``: factories, replaceable in unit tests (the sim
+    target). ``one_path_per_lun``: iscsi:// URLs of one target and LUN number are
+    identified through one of them; the others log in only when used (the fence agent:
+    ``off`` needs one path per LUN; see hamon.lib.multipath.iscsi_group).
+    ``fd_warning`` is set when RLIMIT_NOFILE could not be raised far enough (see
+    transport.fds).
+    """
+
+    def __init__(self, initiator: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 iscsi_opener: Callable[[str, str, float], Transport] | None = None,
+                 sgio_opener: Callable[[str, float], Transport] | None = None,
+                 one_path_per_lun: bool = False, fd_warning: str | None = None) -> None:
+        self.initiator = initiator
+        self.timeout = timeout
+        self.iscsi_opener = iscsi_opener
+        self.sgio_opener = sgio_opener
+        self.one_path_per_lun = one_path_per_lun
+        self.fd_warning = fd_warning
+        #: multipathd's path view, asked once per resolve() call (see multipathd_view).
+        self._multipathd: dict[str, tuple[str, str]] | None = None
+
+    def __repr__(self) -> str:
+        return (f"Resolver(initiator={self.initiator!r}, timeout={self.timeout!r}, "
+                f"one_path_per_lun={self.one_path_per_lun!r})")
 
     def multipathd_view(self) -> dict[str, tuple[str, str]]:
         """``multipathd show paths`` for every DMMP operand of one resolve() call: one
         process per call, not per map (at 32 maps under QEMU TCG the per-map processes
         were 60% of a fence action). Fresh in the next resolve(): path states change."""
         if self._multipathd is None:
+            from hamon.lib.multipath import dmmp
+
             self._multipathd = dmmp.multipathd_paths()
         return self._multipathd
 
@@ -96,15 +109,23 @@ class Resolver:
                 raise DeviceError(f"{op}: unknown URL scheme; only iscsi:// URLs or "
                                   "/dev paths are devices")
             elif op.startswith("/dev/sddlm"):
+                from hamon.lib.multipath import hdlm
+
                 disks.append(hdlm.resolve(op, self))
             elif op.startswith(("/dev/mapper/", "/dev/dm-")):
+                from hamon.lib.multipath import dmmp
+
                 disks.append(dmmp.resolve(op, self))
             elif op.startswith("/dev/"):
+                from hamon.lib.multipath import single
+
                 disks.append(single.resolve(op, self))
             else:
                 raise DeviceError(f"{op!r}: not a device path; give /dev/sdX, "
                                   "/dev/mapper/NAME, /dev/dm-N, /dev/sddlmXX or iscsi://...")
         if urls:
+            from hamon.lib.multipath import iscsi_group
+
             disks.extend(iscsi_group.resolve(urls, self))
         refuse_same_lun_twice(disks)
         return disks

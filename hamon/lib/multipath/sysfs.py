@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from hamon.lib.disk import DeviceError
 
 
-@dataclass(frozen=True)
-class NodeInfo:
+class NodeInfo(NamedTuple):
     devnode: str          # as given
     sys_path: str         # /sys/devices/...
     sys_name: str         # sdc, dm-3, sg2

@@ -10,8 +10,7 @@ from typing import Any
 
 from hamon.lib import command
 from hamon.lib.disk import Disk, NoWorkingPath, Path, PathFaulted, PathState, run_parallel
-from hamon.lib.faults import PathFault
-from hamon.lib.messages import DetailsCode
+from hamon.lib.faults import DetailsCode, PathFault
 from hamon.lib.reservation.results import DiskResult, Outcome, PathResult, V
 from hamon.lib.scsi.errors import IllegalRequest, ScsiError
 from hamon.lib.transport.base import PathError
