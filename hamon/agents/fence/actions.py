@@ -20,7 +20,6 @@ from typing import Any
 from hamon.agents.fence.errors import EC_OK, ConfigError
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Node, Settings, settings_from, target_of
-from hamon.lib.devcheck import check_device
 from hamon.lib.disk import DeviceError
 from hamon.lib.multipath.resolve import Resolver
 from hamon.lib.scsi.pr import format_key
@@ -144,6 +143,8 @@ def validate(options: dict[str, Any]) -> int:
     """
     s = settings_from(options)
     target_of(options, s)  # a bad key fails here
+    from hamon.lib.devcheck import check_device  # validate-all only
+
     for device in s.devices:  # a directory, FIFO, /dev/null, loop device... is no disk
         try:
             check_device(device, s.local_node)

@@ -53,7 +53,7 @@ from hamon.agents.fence.outcome import (
     why,
 )
 from hamon.agents.fence.settings import Node, Settings
-from hamon.lib import command, messages
+from hamon.lib import command
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, Disk, run_parallel
 from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
@@ -124,6 +124,8 @@ class Fencer:
                     continue
                 self._reported.add((d.name, p.name))
                 label = d.path_label(p)
+                from hamon.lib import messages  # only when there is something to say
+
                 messages.emit("KAMN725", stderr=False, device=label,
                               code=p.code or messages.DetailsCode.IO_ERR,
                               alias=self.settings.alias, host=me.name, hostkey=me.key)

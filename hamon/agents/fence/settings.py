@@ -6,12 +6,13 @@ exactly these). :class:`Node` is a cluster node as the agent acts for it (name, 
 initiator); keys are derived from the node name unless ``node_keys`` or ``key`` gives
 one, so the fencing node computes both keys without a key file.
 
-The defaults come from :mod:`.options`, the table the metadata shows: one source.
+The defaults come from :mod:`.options`, the table the metadata shows: one source. No
+dataclass here: a fence starts in a fresh process, and Python 3.11 compiles a dataclass's
+methods at import, ~1 ms a class (issue 14).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hamon.agents.fence.errors import ConfigError
 from hamon.agents.fence.options import (
@@ -29,8 +30,7 @@ from hamon.lib.scsi.pr import ReservationType, format_key
 DEFAULT_TYPE = ReservationType.parse(DEFAULT_TYPE_SHORT)
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
     """A cluster node as the agent acts for it: its name, key and iSCSI initiator name."""
 
     name: str
@@ -41,23 +41,34 @@ class Node:
         return f"{self.name} (key {format_key(self.key)})"
 
 
-@dataclass
 class Settings:
-    """The agent's configuration, already parsed and validated (see :func:`parse_pairs`)."""
+    """The agent's configuration, already parsed and validated (see :func:`parse_pairs`).
 
-    devices: list[str]
-    local_node: str
-    rtype: ReservationType = DEFAULT_TYPE
-    aptpl: bool = False
-    scsi_timeout: float = DEFAULT_SCSI_TIMEOUT
-    node_keys: dict[str, int] = field(default_factory=dict)
-    initiators: dict[str, str] = field(default_factory=dict)
-    local_initiator: str | None = None
-    #: the server field of KAMN messages: the stonith device's alias, never the victim
-    alias: str = DEFAULT_ALIAS
+    ``alias``: the server field of KAMN messages, the stonith device's alias, never the
+    victim. ``cluster``: corosync's cluster name for derived keys (None: asked from
+    corosync, hamon.lib.keys).
+    """
 
-    #: corosync's cluster name for derived keys (None: asked from corosync, hamon.lib.keys)
-    cluster: str | None = None
+    def __init__(self, devices: list[str], local_node: str,
+                 rtype: ReservationType = DEFAULT_TYPE, aptpl: bool = False,
+                 scsi_timeout: float = DEFAULT_SCSI_TIMEOUT,
+                 node_keys: dict[str, int] | None = None,
+                 initiators: dict[str, str] | None = None,
+                 local_initiator: str | None = None, alias: str = DEFAULT_ALIAS,
+                 cluster: str | None = None) -> None:
+        self.devices = devices
+        self.local_node = local_node
+        self.rtype = rtype
+        self.aptpl = aptpl
+        self.scsi_timeout = scsi_timeout
+        self.node_keys: dict[str, int] = {} if node_keys is None else node_keys
+        self.initiators: dict[str, str] = {} if initiators is None else initiators
+        self.local_initiator = local_initiator
+        self.alias = alias
+        self.cluster = cluster
+
+    def __repr__(self) -> str:
+        return ("Settings(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")")
 
     def key_of(self, node: str) -> int:
         """An explicit key from ``node_keys`` wins; else the key derived from the cluster

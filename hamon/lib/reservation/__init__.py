@@ -28,22 +28,46 @@ Rooms: ``results`` (the values), ``paths`` (which path carries a step), ``regist
 ``hold`` (reserve/release/preempt/clear), ``read``, ``fencing`` (``off``: the guarded
 preempt of a victim, verified), ``withdrawal`` (``stop``: leave a disk), ``path_key``
 (one path's registration, for monitor), ``quirks`` (what one LUN taught about its target),
-``write_probe`` (who may write: the demo's and the tests' check). This face hands on the
-vocabulary the agents and the command use as ``rsv.register``, ``rsv.LunStatus``, ...
+``write_probe`` (who may write: the demo's and the tests' check, imported from its room).
+This face hands on the vocabulary the agents and the command use as ``rsv.register``,
+``rsv.LunStatus``, ...; ``withdraw`` and ``path_key``'s names load their rooms on first
+use (a fence starts in a fresh process: it imports only what its action runs).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from hamon.lib.reservation.fencing import OwnKeyMissing, Preempted, fence, guarded_preempt
 from hamon.lib.reservation.hold import clear, preempt, preempt_through, release, reserve
-from hamon.lib.reservation.path_key import key_on_path, register_path
 from hamon.lib.reservation.paths import on_any_path, on_one_path, refusal_fault
 from hamon.lib.reservation.read import read_back, read_status
 from hamon.lib.reservation.register import register, unregister
 from hamon.lib.reservation.results import DiskResult, LunStatus, Outcome, PathResult, Preemption
-from hamon.lib.reservation.withdrawal import Withdrawal, withdraw
-from hamon.lib.reservation.write_probe import write_probe
 from hamon.lib.scsi.pr import ReservationType
+
+if TYPE_CHECKING:
+    from hamon.lib.reservation.path_key import key_on_path, register_path
+    from hamon.lib.reservation.withdrawal import Withdrawal, withdraw
+
+#: Names whose room is imported on first use (PEP 562): a fence's ``off`` never leaves a
+#: disk or checks one path's key, and its process starts fresh. ``register`` stays eager:
+#: a name that is also a submodule's would be overwritten by the submodule when it loads.
+_LAZY = {"key_on_path": "path_key", "register_path": "path_key",
+         "Withdrawal": "withdrawal", "withdraw": "withdrawal"}
+
+
+def __getattr__(name: str) -> object:
+    room = _LAZY.get(name)
+    if room is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = __import__(f"{__name__}.{room}", fromlist=[name])
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = ["DiskResult", "LunStatus", "Outcome", "OwnKeyMissing", "PathResult", "Preempted",
            "Preemption", "ReservationType", "Withdrawal", "clear", "fence", "guarded_preempt",
            "key_on_path", "on_any_path", "on_one_path", "preempt", "preempt_through",
            "read_back", "read_status", "refusal_fault", "register", "register_path",
-           "release", "reserve", "unregister", "withdraw", "write_probe"]
+           "release", "reserve", "unregister", "withdraw"]
