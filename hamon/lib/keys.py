@@ -35,11 +35,18 @@ Compute one by hand: ``hamon key NODE`` (shows both parts) or
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from typing import NamedTuple
 
 from hamon.lib import defaults
+
+try:  # the builtin SHA-256: hashlib would load OpenSSL (3 ms at every fence's start)
+    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - other Python builds
+    try:
+        from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
+    except ImportError:
+        from hashlib import sha256 as _sha256  # type: ignore[assignment]
 
 LEGACY_PREFIX = 0x686D  # "hm": the old keys' first two bytes
 PREFIX = LEGACY_PREFIX  # kept for callers that spell the old name
@@ -49,7 +56,7 @@ _CONF_NAME = re.compile(r"^\s*cluster_name\s*:\s*(\S+)\s*$", re.MULTILINE)
 
 
 def _sha4(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:4], "big")
+    return int.from_bytes(_sha256(text.encode("utf-8")).digest()[:4], "big")
 
 
 def _check_node(node: str) -> None:
@@ -65,7 +72,7 @@ def cluster_part(cluster: str) -> int:
 def legacy_key(node: str) -> int:
     """The key hamon derived before keys named their cluster: 0x686d + 6 bytes."""
     _check_node(node)
-    digest = hashlib.sha256(node.encode("utf-8")).digest()
+    digest = _sha256(node.encode("utf-8")).digest()
     return (LEGACY_PREFIX << 48) | int.from_bytes(digest[:6], "big")
 
 

@@ -15,7 +15,6 @@ in a fresh process, and a dataclass costs ~1 ms of compiling at import (issue 14
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from typing import NamedTuple
@@ -118,6 +117,8 @@ def _split_authority(authority: str, bad: Callable[[str], ValueError]) -> tuple[
             port_text = rest[1:]
             if not port_text:
                 raise bad("the port after ':' is empty")
+        import ipaddress  # 2 ms at import: only for a bracketed IPv6 host
+
         try:
             host = ipaddress.IPv6Address(host).compressed
         except ValueError:
