@@ -19,8 +19,7 @@ import logging
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from hamon.agents.fence.options import DEFAULT_SCSI_TIMEOUT
 from hamon.lib import defaults
@@ -44,8 +43,7 @@ def state_path() -> str:
     return defaults.FENCE_STATE.get()
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
     """What ``on`` recorded: the devices, this node's key and initiator, the bound."""
 
     devices: list[str]
