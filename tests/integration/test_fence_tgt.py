@@ -131,6 +131,29 @@ def test_unfence_fence_unfence_with_agent_processes(tgt_factory):
         io2.close()
 
 
+def test_a_real_off_loads_no_dataclass_and_nothing_it_does_not_run(tgt_factory):
+    """Issue 14's lean start where the unit tier cannot reach: an ``off`` that succeeds
+    (the victim's key read back gone through a session of our own) imported neither
+    ``dataclasses`` nor what only speaks (messages: no path failed), leaves a disk or
+    serves /dev paths. PYTHONPROFILEIMPORTTIME lists every module the agent imported."""
+    tgt = tgt_factory(luns=1)
+    devs = devices(tgt, [1])
+    for n in ("node1", "node2"):
+        assert agent(n, "-o", "on", "-n", n, "-d", devs).returncode == 0
+    p = agent("node1", "-o", "off", "-n", "node2", "-d", devs,
+              env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert (p.returncode, p.stdout) == (0, "Success: Powered OFF\n"), p.stderr
+    assert K2 not in keys_on(tgt, [1])[1]
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert {"hamon.agents.fence.fencer", "hamon.lib.transport.iscsi"} <= loaded
+    never = {"dataclasses", "inspect", "hashlib", "datetime", "hamon.lib.messages",
+             "hamon.lib.multipath.sysfs", "hamon.lib.multipath.dmmp",
+             "hamon.lib.multipath.hdlm", "hamon.lib.reservation.withdrawal",
+             "hamon.lib.reservation.write_probe", "hamon.lib.devcheck"}
+    assert not never & loaded, sorted(never & loaded)
+
+
 def test_repeated_unfencing_keeps_one_registration_per_path(tgt_factory):
     """tgt keeps the registration of every past session; on removes them each time, so
     READ KEYS never grows (fence-agents #517/#576)."""
