@@ -7,6 +7,7 @@ demo) are two distinct initiators, and the same node is the same initiator every
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -19,12 +20,20 @@ _IQN_UNSAFE = re.compile(r"[^a-z0-9.\-:]")
 #: characters (after stringprep, which folds case) are letters, digits, ``-``, ``.`` and
 #: ``:``; hamon takes the ASCII ones and compares case-insensitively.
 ISCSI_NAME_MAX = 223
-_IQN = re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])"       # iqn.yyyy-mm
-                  r"\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"      # .reversed.domain
-                  r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
-                  r"(:[a-z0-9.:-]*)?", re.IGNORECASE)     # [:unique string]
-_EUI = re.compile(r"eui\.[0-9a-f]{16}", re.IGNORECASE)    # EUI-64
-_NAA = re.compile(r"naa\.([0-9a-f]{16}|[0-9a-f]{32})", re.IGNORECASE)  # RFC 3980
+
+
+@functools.cache
+def _name_forms() -> tuple[re.Pattern[str], ...]:
+    """The three forms, compiled on first use: 2.5 ms at every fence's start otherwise,
+    and only a configured name is checked (a derived one is well-formed by making)."""
+    return (re.compile(r"iqn\.[0-9]{4}-(0[1-9]|1[0-2])"       # iqn.yyyy-mm
+                       r"\.[a-z0-9]([a-z0-9-]*[a-z0-9])?"      # .reversed.domain
+                       r"(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*"
+                       r"(:[a-z0-9.:-]*)?", re.IGNORECASE),    # [:unique string]
+            re.compile(r"eui\.[0-9a-f]{16}", re.IGNORECASE),  # EUI-64
+            re.compile(r"naa\.([0-9a-f]{16}|[0-9a-f]{32})", re.IGNORECASE))  # RFC 3980
+
+
 ISCSI_NAME_FORMS = ("iqn.YYYY-MM.reversed.domain[:name] (e.g. "
                     f"{INITIATOR_PREFIX}:node1), eui. + 16 hex digits, or naa. + 16 or 32 "
                     "hex digits")
@@ -42,7 +51,7 @@ def check_iscsi_name(name: str, what: str = "iscsi_initiator") -> str:
     if any(c.isspace() or c == "," for c in name):
         raise ValueError(f"{what}: {shown} is not one iSCSI name (it has a blank or a "
                          f"comma); give one of: {ISCSI_NAME_FORMS}")
-    if not any(rx.fullmatch(name) for rx in (_IQN, _EUI, _NAA)):
+    if not any(rx.fullmatch(name) for rx in _name_forms()):
         raise ValueError(f"{what}: {shown} is not an iSCSI name; give one of: "
                          f"{ISCSI_NAME_FORMS}")
     return name
