@@ -10,7 +10,9 @@ every session, as fencing.py's ``fence_login`` / ``fence_logout`` do for a switc
 
 This module is the engine's door: :mod:`.agent` imports it only after ``-o metadata``
 and ``-h`` have been answered, so a documentation run never loads the reservation
-library, dataclasses or libiscsi (tests/unit/test_lean_start.py).
+library or libiscsi; and no action loads ``dataclasses`` or a room it does not run (the
+engine's records are NamedTuples and plain classes, what an action may not need is
+imported where it is used: tests/unit/test_lean_start.py).
 """
 from __future__ import annotations
 
