@@ -51,6 +51,10 @@ fi
 
 log() { read -r _lu _ < /proc/uptime; echo "[$_lu] $*" >&2; }
 die() { log "FATAL: $*"; exit 1; }
+# A scenario's verdicts, one line each on stdout (the host's test reads them):
+# ok NAME; check NAME CMD...: ok if CMD succeeds, else die (the scenario exits 1).
+ok() { echo "OK $*"; }
+check() { _n=$1; shift; if "$@"; then ok "$_n"; else die "check failed: $_n"; fi; }
 step() {
     read -r _up _ < /proc/uptime
     echo "$1 $_up" >> /hamon/events

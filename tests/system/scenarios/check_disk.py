@@ -28,22 +28,12 @@ import sys
 
 sys.path.insert(0, os.environ["HAMON_GUEST"])
 import storage
+from checks import check
 
 REPO = os.environ["HAMON_REPO"]
 HAMON = [f"{REPO}/agents/hamon", "--node", "node1", "--timeout", "10"]
 LIO_IQN = "iqn.2003-01.org.linux-iscsi.hamon:lio"
 K2 = "0x686d0000000000b2"
-
-
-def ok(name: str) -> None:
-    print(f"OK {name}", flush=True)
-
-
-def check(name: str, cond: bool, detail: object = "") -> None:
-    if not cond:
-        print(f"FAILED {name}: {detail}", flush=True)
-        sys.exit(1)
-    ok(name)
 
 
 def run(argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

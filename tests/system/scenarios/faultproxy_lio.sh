@@ -9,11 +9,6 @@
 . "$HAMON_GUEST/storage.sh"
 set -u
 
-ok() { echo "OK $*"; }
-check() {  # NAME CMD...
-    _name=$1; shift
-    if "$@"; then ok "$_name"; else die "check failed: $_name"; fi
-}
 STATS=$HAMON_RUN/faults/P0.stats.json
 HW='[{"kind": "check-condition", "opcode": "0x5e"}]'
 HW_OUT='[{"kind": "check-condition", "opcode": "0x5f", "sense_key": 4, "asc": "0x44"}]'

@@ -16,6 +16,7 @@ import sys
 
 sys.path.insert(0, os.environ["HAMON_GUEST"])
 import storage
+from checks import check
 
 from hamon.agents.fence.fencer import Fencer
 from hamon.agents.fence.settings import Settings
@@ -25,13 +26,6 @@ from hamon.lib.multipath.resolve import Resolver
 LIO_IQN = "iqn.2003-01.org.linux-iscsi.hamon:lio"
 URLS = [f"iscsi://127.0.0.{i}:3260/{LIO_IQN}/0" for i in (1, 2)]
 OBSERVER = "iqn.2026-12.org.hamon:observer"
-
-
-def check(name: str, cond: bool, detail: object = "") -> None:
-    if not cond:
-        print(f"FAILED {name}: {detail}", flush=True)
-        sys.exit(1)
-    print(f"OK {name}", flush=True)
 
 
 def run(node: str, victim: str | None = None) -> None:

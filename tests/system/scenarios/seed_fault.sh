@@ -26,8 +26,6 @@ set -u
 mode=${1:?one|every}
 HW='[{"kind": "check-condition", "opcode": "0x5e"}, {"kind": "check-condition", "opcode": "0x5f"}]'
 
-ok() { echo "OK $*"; }
-check() { _n=$1; shift; if "$@"; then ok "$_n"; else die "check failed: $_n"; fi; }
 contains() { printf '%s' "$1" | grep -qi -- "$2"; }
 
 mkfs.ext4 -q -F -L hamon-journal "$HAMON_DISK" || die "mkfs"

@@ -21,8 +21,6 @@
 set -u
 mode=${1:?partial|total|single}
 
-ok() { echo "OK $*"; }
-check() { _n=$1; shift; if "$@"; then ok "$_n"; else die "check failed: $_n"; fi; }
 
 mkfs.ext4 -q -F -L hamon-journal "$HAMON_DISK" || die "mkfs"
 mkdir -p /var/lib/hamon-disk && mount "$HAMON_DISK" /var/lib/hamon-disk || die "mount"

@@ -25,6 +25,7 @@ sys.path.insert(0, os.environ["HAMON_GUEST"])
 sys.path.insert(0, os.environ["HAMON_REPO"])
 
 import storage
+from checks import check
 
 from hamon.lib import command
 from hamon.lib import reservation as rsv
@@ -36,17 +37,6 @@ from hamon.lib.scsi.pr import ReservationType
 K1, K2 = key_for_node("node1"), key_for_node("node2")
 WE_RO = ReservationType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY
 REPO = os.environ["HAMON_REPO"]
-
-
-def ok(name: str) -> None:
-    print(f"OK {name}", flush=True)
-
-
-def check(name: str, cond: bool, detail: object = "") -> None:
-    if not cond:
-        print(f"FAILED {name}: {detail}", flush=True)
-        sys.exit(1)
-    ok(name)
 
 
 LAST_WRITE_ERROR = [""]

@@ -31,6 +31,7 @@ sys.path.insert(0, os.environ["HAMON_GUEST"])
 sys.path.insert(0, os.environ["HAMON_REPO"])
 
 import storage
+from checks import check
 
 from hamon.lib.keys import key_for_node
 
@@ -40,13 +41,6 @@ K1, K2 = key_for_node("node1"), key_for_node("node2")
 EBADE_TEXT = os.strerror(errno.EBADE)
 REFUSE_PR_OUT = '[{"kind": "check-condition", "opcode": "0x5f"}]'
 SYSLOG = "/hamon/syslog"
-
-
-def check(name: str, cond: bool, detail: object = "") -> None:
-    if not cond:
-        print(f"FAILED {name}: {detail}", flush=True)
-        sys.exit(1)
-    print(f"OK {name}", flush=True)
 
 
 def syslog_listener() -> None:

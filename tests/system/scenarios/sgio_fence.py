@@ -26,6 +26,7 @@ sys.path.insert(0, os.environ["HAMON_GUEST"])
 sys.path.insert(0, os.environ["HAMON_REPO"])
 
 import storage
+from checks import check
 
 from hamon.lib.keys import key_for_node
 
@@ -34,13 +35,6 @@ AGENT = f"{REPO}/agents/fence_hamon_scsi"
 FENCE_SCSI = "/usr/sbin/fence_scsi"
 K1, K2 = key_for_node("node1"), key_for_node("node2")
 EBADE_TEXT = os.strerror(errno.EBADE)
-
-
-def check(name: str, cond: bool, detail: object = "") -> None:
-    if not cond:
-        print(f"FAILED {name}: {detail}", flush=True)
-        sys.exit(1)
-    print(f"OK {name}", flush=True)
 
 
 def run(label: str, argv: list[str]) -> subprocess.CompletedProcess:

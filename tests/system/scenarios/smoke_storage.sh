@@ -7,11 +7,6 @@
 . "$HAMON_GUEST/storage.sh"
 set -u
 
-ok() { echo "OK $*"; }
-check() {  # NAME CMD...
-    _name=$1; shift
-    if "$@"; then ok "$_name"; else die "check failed: $_name"; fi
-}
 write() {  # DEV: one direct 4 KiB write; dd's stderr goes to our stderr
     dd if=/dev/zero of="$1" bs=4096 count=1 oflag=direct conv=fsync status=none
 }
