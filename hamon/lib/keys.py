@@ -39,14 +39,7 @@ import re
 from typing import NamedTuple
 
 from hamon.lib import defaults
-
-try:  # the builtin SHA-256: hashlib would load OpenSSL (3 ms at every fence's start)
-    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - other Python builds
-    try:
-        from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
-    except ImportError:
-        from hashlib import sha256 as _sha256  # type: ignore[assignment]
+from hamon.lib.transport.digest import sha256 as _sha256
 
 LEGACY_PREFIX = 0x686D  # "hm": the old keys' first two bytes
 PREFIX = LEGACY_PREFIX  # kept for callers that spell the old name

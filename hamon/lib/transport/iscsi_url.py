@@ -19,13 +19,8 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-try:  # the builtin SHA-256: hashlib would load OpenSSL (milliseconds at every start)
-    from _sha256 import sha256 as _sha256  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - other Python builds
-    try:
-        from _sha2 import sha256 as _sha256  # type: ignore[import-not-found,no-redef]
-    except ImportError:
-        from hashlib import sha256 as _sha256  # type: ignore[assignment]
+from hamon.lib.transport.digest import sha256 as _sha256
+
 ISCSI_PORT = 3260
 
 _URL_RE = re.compile(r"^iscsi://(?P<authority>[^/]*)/(?P<target>[^/]*)/(?P<lun>[^/]*)$",
