@@ -250,6 +250,8 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print("usage: zygote.py SOCKET [MODULE|+DIR ...]", file=sys.stderr)
         return 2
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]  # the harness's own modules (checker, records) are no agent's
     preload(argv[2:])
     server = Zygote(argv[1])
     print(f"zygote: ready on {argv[1]} (pid {os.getpid()})", file=sys.stderr, flush=True)
