@@ -87,6 +87,14 @@ def _run(client: Path, sock: Path, *args: str, stdin: str = "", **env: str):
                           text=True, env=full, cwd="/", timeout=60)
 
 
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def _report(stdout: str) -> dict:
     import json
     return json.loads(stdout.splitlines()[0])
@@ -129,15 +137,7 @@ def test_killed_client_kills_its_child(agent: Path, zygote: Path, tmp_path: Path
     os.kill(child, 0)  # running
     client.kill()
     client.wait(10)
-
-    def gone() -> bool:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    assert _wait_for(gone, 10), f"child {child} outlived its killed client"
+    assert _wait_for(lambda: _gone(child), 10), f"child {child} outlived its killed client"
 
 
 def test_no_zygote_execs_the_real_agent(agent: Path, tmp_path: Path) -> None:
@@ -160,12 +160,14 @@ def test_zygote_dying_mid_run_is_a_failure(agent: Path, tmp_path: Path) -> None:
     client = subprocess.Popen([str(agent)], stdin=subprocess.DEVNULL,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                               env={"PATH": os.environ["PATH"], "HAMON_ZYGOTE": str(sock),
-                                   "SLEEP": "2", "PIDFILE": str(pidfile)})
+                                   "SLEEP": "60", "PIDFILE": str(pidfile)})
     assert _wait_for(lambda: pidfile.exists() and pidfile.read_text() != "")
+    child = int(pidfile.read_text())
     _stop(proc)
     _, err = client.communicate(timeout=30)
     assert client.returncode == 1
     assert "outcome unknown" in err
+    assert _wait_for(lambda: _gone(child), 10), f"child {child} outlived its zygote"
 
 
 def test_real_fence_agent_metadata_through_the_zygote(tmp_path: Path) -> None:

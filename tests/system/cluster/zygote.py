@@ -21,7 +21,9 @@ Rules it keeps:
 * resource-agents' ocf.py reads argv, the environment and isatty(stdout) when it is
   imported, so the server imports it once (warming the caches) and drops it again: each
   child imports it afresh, with its own request's environment;
-* no server (not started, or dead): the client execs the real agent itself.
+* no server (not started, or dead): the client execs the real agent itself; a server
+  that dies during a run takes its children with it (PR_SET_PDEATHSIG) and the client
+  exits 1 ("outcome unknown"), never 0.
 
 Usage: ``zygote.py SOCKET [MODULE ...]`` (the modules to pre-import; a path entry
 ``+DIR`` is appended to sys.path first). It binds SOCKET only after the imports, so the
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import importlib
 import logging
 import os
@@ -102,11 +105,21 @@ def _exit_code(err: SystemExit) -> int:
     return 1
 
 
-def run_child(req: Request) -> None:
+def _die_with(parent: int) -> None:
+    """PR_SET_PDEATHSIG: a child whose zygote died is killed, not left running an agent
+    whose client already reported "outcome unknown" (Pacemaker may run it again)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def run_child(req: Request, parent: int) -> None:
     """In the forked child: become the agent's process and run the real script. Does not
     return."""
     code = 1
     try:
+        _die_with(parent)
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -195,9 +208,10 @@ class Zygote:
             return
         sys.stdout.flush()
         sys.stderr.flush()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            run_child(req)
+            run_child(req, parent)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)
         for fd in fds:
