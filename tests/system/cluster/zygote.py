@@ -21,6 +21,8 @@ Rules it keeps:
 * resource-agents' ocf.py reads argv, the environment and isatty(stdout) when it is
   imported, so the server imports it once (warming the caches) and drops it again: each
   child imports it afresh, with its own request's environment;
+* a child runs with its client's uid, gid and groups (SO_PEERCRED): Pacemaker's
+  controller runs meta-data as hacluster, and the socket is open to every user;
 * no server (not started, or dead): the client execs the real agent itself; a server
   that dies during a run takes its children with it (PR_SET_PDEATHSIG) and the client
   exits 1 ("outcome unknown"), never 0.
@@ -42,10 +44,12 @@ import ctypes
 import importlib
 import logging
 import os
+import pwd
 import runpy
 import selectors
 import signal
 import socket
+import struct
 import sys
 import traceback
 
@@ -73,6 +77,25 @@ class Request:
             if sep:
                 self.env[os.fsdecode(key)] = os.fsdecode(value)
         self.fds = fds
+        self.uid = self.gid = 0
+
+    def credentials(self, conn: socket.socket) -> None:
+        """The client's uid and gid, as the kernel tells them (not as it says)."""
+        raw = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, self.uid, self.gid = struct.unpack("3i", raw)
+
+
+def _become(uid: int, gid: int) -> None:
+    """Drop to the client's user: its groups, gid and uid (a root client: nothing)."""
+    if uid == 0 and gid == 0:
+        return
+    try:
+        groups = os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)
+    except KeyError:
+        groups = [gid]
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
 
 
 def preload(names: list[str]) -> None:
@@ -120,6 +143,7 @@ def run_child(req: Request, parent: int) -> None:
     code = 1
     try:
         _die_with(parent)
+        _become(req.uid, req.gid)
         with contextlib.suppress(OSError):
             os.setpgid(0, 0)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -170,7 +194,9 @@ class Zygote:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        old = os.umask(0o077)  # root's agents only
+        # every user may connect (Pacemaker's controller runs meta-data as hacluster):
+        # each child runs with its client's uid/gid (SO_PEERCRED), never more
+        old = os.umask(0)
         try:
             self.listener.bind(path)
         finally:
@@ -196,6 +222,7 @@ class Zygote:
             payload, fds, _flags, _addr = socket.recv_fds(conn, MAX_REQUEST, 3)
             try:
                 req = Request(payload, fds)
+                req.credentials(conn)
             except ValueError as err:
                 for fd in fds:
                     os.close(fd)
