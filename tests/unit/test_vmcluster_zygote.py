@@ -192,3 +192,32 @@ def test_real_fence_agent_metadata_through_the_zygote(tmp_path: Path) -> None:
     assert via.returncode == direct.returncode == 0
     assert "<resource-agent" in direct.stdout
     assert via.stdout == direct.stdout
+
+
+def test_child_runs_as_its_client_user() -> None:
+    """Pacemaker's controller runs meta-data as hacluster: the child must get the
+    client's uid/gid, not the zygote's root."""
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="zygote-uid-"))
+    try:
+        d.chmod(0o755)
+        client = d / "agent"
+        shutil.copy(CLUSTER / "zygote_client", client)
+        real = d / "agent.real"
+        real.write_text("#!/usr/bin/python3\nimport os\nprint(os.getuid(), os.getgid())\n")
+        client.chmod(0o755)
+        real.chmod(0o755)
+        sock = d / "z.sock"
+        proc = _start_zygote(sock, sys.executable)
+        try:
+            res = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534",
+                                  "--clear-groups", str(client)], capture_output=True,
+                                 text=True, timeout=60, cwd="/",
+                                 env={"PATH": os.environ["PATH"], "HAMON_ZYGOTE": str(sock)})
+            as_root = _run(client, sock)
+        finally:
+            _stop(proc)
+        assert (res.returncode, res.stdout) == (0, "65534 65534\n"), res.stderr
+        assert as_root.stdout == f"{os.getuid()} {os.getgid()}\n"
+    finally:
+        shutil.rmtree(d)
