@@ -250,8 +250,6 @@ class NodeVM:
         _vm._write_env(share / "env", genv)
         if cib:
             (share / "cib.xml").write_text(cib)
-        (share / "fence_hamon_scsi.metadata").write_text(agent_metadata("fence_hamon_scsi"))
-        (share / "hamon_disk.metadata").write_text(agent_metadata("ocf/hamon_disk"))
         (share / "corosync.conf").write_text(corosync_conf())
         s = self.sockdir
         for p in (s / f"{self.name}.qmp", s / f"{self.name}.dgram"):
@@ -409,14 +407,6 @@ class NodeVM:
 
     def shutdown_reason(self) -> str | None:
         return self.qmp.shutdown_reason() if self.qmp else None
-
-
-def agent_metadata(agent: str) -> str:
-    """An agent's meta-data from this checkout (see cluster/*_metadata_shim: the guests
-    answer Pacemaker's short meta-data calls with it)."""
-    args = ["-o", "metadata"] if "fence" in agent else ["meta-data"]
-    return subprocess.run(["/usr/bin/python3", str(_vm.REPO / "agents" / agent), *args],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 def corosync_conf() -> str:

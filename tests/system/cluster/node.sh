@@ -52,12 +52,24 @@ mount -t ext4 /dev/vda /var/lib/hamon || die "journal disk /dev/vda"
 # /usr/share/hamon), importing hamon from this checkout (a full `make install` copies every
 # module with one fork each: ~20 s more under TCG).
 make -s -C "$HAMON_REPO" install-dev > /hamon/make-install.log 2>&1 || die "make install-dev"
-cp /hamon/fence_hamon_scsi.metadata /run/fence_hamon_scsi.metadata || die "no meta-data"
-mv /usr/sbin/fence_hamon_scsi /usr/sbin/fence_hamon_scsi.real
-cp "$CLUSTER_DIR/fence_metadata_shim" /usr/sbin/fence_hamon_scsi
-cp /hamon/hamon_disk.metadata /run/hamon_disk.metadata || die "no hamon_disk meta-data"
-mv /usr/lib/ocf/resource.d/hamon/hamon_disk /usr/lib/ocf/resource.d/hamon/hamon_disk.real
-cp "$CLUSTER_DIR/ocf_metadata_shim" /usr/lib/ocf/resource.d/hamon/hamon_disk
+# The agent zygote (cluster/zygote.py; a TEST-HARNESS ACCELERATOR, not part of hamon): one
+# Python process imports fencing.py, ocf.py and hamon's agents once; the agents Pacemaker
+# runs become zygote_client, which hands it argv, env and its fds and exits with the
+# status of a forked child running the real agent (<path>.real) unchanged. No zygote: the
+# client execs the real agent. Started (and waited for) before pacemakerd.
+for _a in /usr/sbin/fence_hamon_scsi /usr/lib/ocf/resource.d/hamon/hamon_disk; do
+    mv "$_a" "$_a.real" && cp "$CLUSTER_DIR/zygote_client" "$_a" && chmod 755 "$_a" \
+        || die "zygote client for $_a"
+done
+ZYGOTE_SOCK=/run/hamon-zygote.sock
+if [ "${HAMON_ZYGOTE_OFF:-0}" != 1 ]; then
+    setsid /usr/bin/python3 "$CLUSTER_DIR/zygote.py" "$ZYGOTE_SOCK" \
+        +/usr/share/fence +/usr/lib/ocf/lib/heartbeat "+$HAMON_REPO" \
+        fencing hamon.agents.fence.agent hamon.agents.fence.actions hamon.agents.fence.state \
+        hamon.lib.cluster hamon.lib.transport.sgio hamon.lib.transport.iscsi \
+        hamon.lib.transport.fds hamon.lib.transport.loop hamon.lib.multipath.sysfs \
+        hamon.agents.disk.agent ocf >> /hamon/zygote.log 2>&1 < /dev/null &
+fi
 mkdir -p /usr/lib/ocf/resource.d/hamontest
 ln -sf "$CLUSTER_DIR/writer_ocf" /usr/lib/ocf/resource.d/hamontest/writer
 mkdir -p /mnt/lunb
@@ -73,6 +85,17 @@ if [ -s /hamon/cib.xml ]; then
 fi
 chown -R hacluster:haclient /var/lib/pacemaker /var/log/pacemaker
 touch /hamon/pacemaker.log; chmod 666 /hamon/pacemaker.log
+if [ "${HAMON_ZYGOTE_OFF:-0}" != 1 ]; then
+    wait_for 180 test -S "$ZYGOTE_SOCK" || log "the agent zygote is not ready: agents fall back"
+    step zygote-ready
+    # what a client costs here: an empty -SI start, and the fence agent's meta-data
+    read -r _z0 _ < /proc/uptime; /usr/bin/python3 -SI -c pass
+    read -r _z1 _ < /proc/uptime; /usr/sbin/fence_hamon_scsi -o metadata > /dev/null
+    read -r _z2 _ < /proc/uptime; /usr/lib/ocf/resource.d/hamon/hamon_disk meta-data > /dev/null
+    read -r _z3 _ < /proc/uptime
+    echo "python3 -SI -c pass: $_z0 -> $_z1; fence_hamon_scsi -o metadata via zygote:" \
+        "$_z1 -> $_z2; hamon_disk meta-data via zygote: $_z2 -> $_z3" >> /hamon/zygote-timing
+fi
 setsid corosync -f > /hamon/corosync.out 2>&1 < /dev/null &
 wait_for 120 corosync-cfgtool -s || die "corosync did not start"
 PCMK_logfile=/hamon/pacemaker.log PCMK_logfacility=none PCMK_debug=no \
