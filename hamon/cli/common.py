@@ -112,13 +112,16 @@ def membership() -> cluster.Membership | None:
 
 def known_nodes(args: argparse.Namespace, mem: cluster.Membership | None = None,
                 records: Sequence[Record] = ()) -> list[str]:
-    """Node names to name key owners with: --nodes, this node, the cluster's, and every
-    node the journal mentions (a dead node is often known only from there)."""
+    """Node names to name key owners with: --nodes, this node, the cluster's, every node
+    the journal mentions (a dead node is often known only from there) and corosync.conf's
+    nodelist (a node rebooted after a failure runs ``hamon recover`` before its cluster
+    is up: the peer holding the disk is named from there)."""
     names = [*split_operands(args.nodes or ""), node(args)]
     names += [str(r.entry["node"]) for r in records
               if r.valid and r.entry and r.entry.get("node")]
     if mem is not None:
         names += list(mem.nodes)
+    names += cluster.conf_nodes()
     return list(dict.fromkeys(n for n in names if n))
 
 

@@ -14,7 +14,9 @@ one on the other side of a split, so its answer is not trusted for destructive d
 Whether this node's own reservation is legitimate is a different question (it is alive,
 it is running the command): crm_mon says whether a hamon_disk resource is active here.
 The node names come from the same ``crm_node -l`` parser, or from corosync's nodelist
-where Pacemaker may not run (the fence agent's ``list``).
+where Pacemaker may not run (the fence agent's ``list``), or from corosync.conf's
+nodelist where corosync does not run either (a node rebooted after a failure, before it
+rejoins: where ``hamon recover`` runs).
 """
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ if TYPE_CHECKING:
 
 #: Bound for every cluster tool call (seconds).
 TIMEOUT = 5.0
+#: corosync's configuration: the cluster name and the nodelist when corosync is not
+#: running (hamon.lib.keys reads the name from it too).
+COROSYNC_CONF = "/etc/corosync/corosync.conf"
+_CONF_NODE = re.compile(r"\bnode\s*\{([^{}]*)\}")
+_CONF_FIELD = re.compile(r"^\s*(name|ring0_addr|nodeid)\s*:\s*(\S+)\s*$", re.MULTILINE)
 
 #: (argv, timeout) -> (exit code, stdout, stderr); replaceable so tests need no cluster.
 Runner = Callable[[list[str], float], tuple[int, str, str]]
@@ -188,3 +195,23 @@ def corosync_nodes(tool: str = "/usr/sbin/corosync-cmapctl", timeout: float = TI
         by_id.setdefault(m[1], {})[m[2]] = m[3]
     return [v.get("name") or v["ring0_addr"]
             for _, v in sorted(by_id.items(), key=lambda x: int(x[0]))]
+
+
+def conf_nodes(text: str | None = None) -> list[str]:
+    """Node names from corosync.conf's nodelist (``name``, else ``ring0_addr``), in the
+    file's order; [] if the file is absent or lists none. ``text``: the file's contents
+    (default: read :data:`COROSYNC_CONF`). Only to name key owners: what the file lists
+    is who is configured, not who is alive."""
+    if text is None:
+        try:
+            with open(COROSYNC_CONF, encoding="utf-8", errors="replace") as f:
+                text = f.read(1 << 20)
+        except OSError:
+            return []
+    names = []
+    for block in _CONF_NODE.finditer(text):
+        fields = dict(m.groups() for m in _CONF_FIELD.finditer(block[1]))
+        name = fields.get("name") or fields.get("ring0_addr")
+        if name:
+            names.append(name)
+    return names

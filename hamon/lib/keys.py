@@ -43,7 +43,6 @@ from hamon.lib.transport.digest import sha256 as _sha256
 
 LEGACY_PREFIX = 0x686D  # "hm": the old keys' first two bytes
 PREFIX = LEGACY_PREFIX  # kept for callers that spell the old name
-COROSYNC_CONF = "/etc/corosync/corosync.conf"
 _HEX = re.compile(r"^(0x)?[0-9a-f]{1,16}$", re.IGNORECASE)
 _CONF_NAME = re.compile(r"^\s*cluster_name\s*:\s*(\S+)\s*$", re.MULTILINE)
 
@@ -78,7 +77,7 @@ def _from_corosync(timeout: float = 5.0) -> str | None:
         if name:
             return name
     try:
-        with open(COROSYNC_CONF, encoding="utf-8", errors="replace") as f:
+        with open(cluster.COROSYNC_CONF, encoding="utf-8", errors="replace") as f:
             m = _CONF_NAME.search(f.read(1 << 20))
     except OSError:
         return None

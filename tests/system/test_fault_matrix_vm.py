@@ -27,8 +27,8 @@ import pytest
 from test_scenarios_seed import journal_from_image
 from vm import SCENARIOS
 
+from hamon.lib.cluster import COROSYNC_CONF
 from hamon.lib.journal import Journal
-from hamon.lib.keys import COROSYNC_CONF
 from hamon.lib.keys import key_for_node as _key_for_node
 
 pytestmark = pytest.mark.system

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hamon.lib import messages
+from hamon.lib import cluster, messages
 from hamon.lib.reservation import quirks as tq
 from hamon.lib.sim import SimLun, TargetProfile
 
@@ -34,3 +34,12 @@ def fresh_target_memory() -> Iterator[None]:
     tq.forget()
     yield
     tq.forget()
+
+
+@pytest.fixture(autouse=True)
+def no_corosync_conf(tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """This host's own /etc/corosync/corosync.conf (Debian's names a node1) must not name
+    key owners in a unit test: a test that wants a nodelist writes its own."""
+    monkeypatch.setattr(cluster, "COROSYNC_CONF",
+                        str(tmp_path_factory.getbasetemp() / "no-corosync.conf"))

@@ -253,6 +253,25 @@ def test_recover_dmmp_normal_no_tty_prints_but_does_not_run(san, tmp_path, capsy
     assert f"held now by 0x{K2:x} (node2) (WE-RO)" in out  # named from the entry's node
 
 
+def test_recover_names_the_holder_from_corosync_conf(san, tmp_path, capsys, monkeypatch):
+    """A node rebooted after a failure runs ``hamon recover`` before its cluster is up:
+    no membership, the journal names only itself. The peer that took the disk is named
+    from corosync.conf's nodelist, not left as "a node not named here"."""
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    hold(san, "node3", lun=3)
+    journal(tmp_path).append("failure", **failure_entry(MPATH, "dmmp", "normal"))
+    rc, out, _ = run(capsys, "recover")
+    assert rc == 0 and f"held now by 0x{K3:x} (a hamon key of a node not named here)" in out
+    conf = tmp_path / "corosync.conf"
+    conf.write_text("totem {\n    cluster_name: hamon-test\n}\nnodelist {\n"
+                    "    node {\n        ring0_addr: 10.0.0.1\n        name: node1\n"
+                    "        nodeid: 1\n    }\n    node {\n        name: node3\n"
+                    "        nodeid: 3\n        ring0_addr: 10.0.0.3\n    }\n}\n")
+    monkeypatch.setattr(cluster, "COROSYNC_CONF", str(conf))
+    rc, out, _ = run(capsys, "recover")
+    assert rc == 0 and f"held now by 0x{K3:x} (node3) (WE-RO)" in out
+
+
 def test_recover_dmmp_yes_runs_failback(san, tmp_path, capsys, monkeypatch):
     calls = []
 

@@ -168,3 +168,41 @@ def test_node_keys_name_explicit_keys():
     assert config.configured_node_keys(runner=lambda a, t: (0, cib, "")) == {
         0x1001: "node1", 0x1002: "node2"}
     assert config.configured_node_keys(runner=lambda a, t: (102, "", "no")) == {}
+
+
+DEBIAN_COROSYNC_CONF = """totem {
+	version: 2
+	cluster_name: debian
+	interface {
+		linknumber: 0
+	}
+}
+nodelist {
+	# Change/uncomment/add node sections below
+	node {
+		# Hostname of the node
+		name: node1
+		# Cluster membership node identifier
+		nodeid: 1
+		# Address of first link
+		ring0_addr: 127.0.0.1
+	}
+	node {
+		ring0_addr: 10.0.0.2
+		nodeid: 2
+	}
+}
+"""
+
+
+def test_conf_nodes_from_corosync_conf_nodelist():
+    """name, else ring0_addr, in the file's order; the totem's interface block is no node."""
+    assert cluster.conf_nodes(DEBIAN_COROSYNC_CONF) == ["node1", "10.0.0.2"]
+    assert cluster.conf_nodes("totem {\n\tcluster_name: x\n}\n") == []
+
+
+def test_conf_nodes_without_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "COROSYNC_CONF", str(tmp_path / "absent.conf"))
+    assert cluster.conf_nodes() == []
+    (tmp_path / "absent.conf").write_text(DEBIAN_COROSYNC_CONF)
+    assert cluster.conf_nodes() == ["node1", "10.0.0.2"]

@@ -42,7 +42,7 @@ def test_cluster_name_sources(monkeypatch, tmp_path):
     assert keys.key_for_node("n") == keys.key_for_node("n", "from-env")
     conf = tmp_path / "corosync.conf"
     conf.write_text("totem {\n    version: 2\n    cluster_name: from-conf\n}\n")
-    monkeypatch.setattr(keys, "COROSYNC_CONF", str(conf))
+    monkeypatch.setattr("hamon.lib.cluster.COROSYNC_CONF", str(conf))
     monkeypatch.setattr("hamon.lib.cluster.run", lambda argv, t: (1, "", "no cmap"))
     assert keys._from_corosync() == "from-conf"
     monkeypatch.setattr("hamon.lib.cluster.run", lambda argv, t: (
