@@ -8,8 +8,7 @@ loop it yields to the other paths' jobs instead of stopping the one thread they 
 on. RESERVATION CONFLICT is never retried: it is an answer, and for a fence agent the
 most important one.
 
-:class:`Answer` is a ``NamedTuple``, not a dataclass: a fence starts in a fresh process,
-and Python 3.11 compiles a dataclass's methods at import, ~1 ms a class (issue 14).
+:class:`Answer` is a ``NamedTuple``, not a dataclass (docs/architecture.md, "What a fence loads").
 """
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ Every error here is a :class:`DeviceError` whose text names the operand and says
 fix; the agents print it as it is.
 
 ``Disk`` and ``Path`` are plain classes, not dataclasses: they are resources of one action
-(a path holds a session), compared by identity, and a fence starts in a fresh process
-where a dataclass costs ~1 ms of compiling at import (Python 3.11; issue 14).
+(a path holds a session), compared by identity (docs/architecture.md, "What a fence
+loads").
 """
 from __future__ import annotations
 

@@ -42,7 +42,6 @@ from hamon.lib import defaults
 from hamon.lib.transport.digest import sha256 as _sha256
 
 LEGACY_PREFIX = 0x686D  # "hm": the old keys' first two bytes
-PREFIX = LEGACY_PREFIX  # kept for callers that spell the old name
 _HEX = re.compile(r"^(0x)?[0-9a-f]{1,16}$", re.IGNORECASE)
 _CONF_NAME = re.compile(r"^\s*cluster_name\s*:\s*(\S+)\s*$", re.MULTILINE)
 

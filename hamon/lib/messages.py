@@ -22,9 +22,10 @@ of the text, and to stderr, which pacemaker-execd copies into the cluster log: i
 even on a node without a syslog daemon.
 
 Cheap to import, because a fence imports it only when it has something to say: the
-records are ``NamedTuple`` (Python 3.11 compiles a dataclass's methods at import, ~1 ms
-a class), ``datetime`` is loaded by the first message, and the KAMN725-W details codes
-live with the faults they describe (:class:`hamon.lib.faults.DetailsCode`, re-exported).
+records are ``NamedTuple`` (docs/architecture.md, "What a fence loads"), ``datetime`` is
+loaded by the first message, and the KAMN725-W details codes live with the faults they
+describe
+(:class:`hamon.lib.faults.DetailsCode`).
 """
 from __future__ import annotations
 
@@ -36,8 +37,6 @@ import threading
 from collections.abc import Callable
 from enum import StrEnum
 from typing import NamedTuple
-
-from hamon.lib.faults import DetailsCode as DetailsCode
 
 
 class Severity(StrEnum):

@@ -31,8 +31,8 @@ from typing import Any
 
 from hamon.lib import cluster, messages
 from hamon.lib.disk import Disk, PathState
+from hamon.lib.faults import DetailsCode
 from hamon.lib.journal import Journal
-from hamon.lib.messages import DetailsCode
 
 
 class Phase(StrEnum):

@@ -21,8 +21,8 @@ from hamon.lib import cluster, messages
 from hamon.lib import keys as keymod
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, Disk, run_in_threads, run_parallel
+from hamon.lib.faults import DetailsCode
 from hamon.lib.journal import Journal
-from hamon.lib.messages import DetailsCode
 from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
 from hamon.lib.pacemaker import attributes, termination_kind
 from hamon.lib.pacemaker.termination_kind import Detection

@@ -22,7 +22,7 @@ from hamon.lib import keys as keymod
 from hamon.lib import messages
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import Disk
-from hamon.lib.messages import DetailsCode
+from hamon.lib.faults import DetailsCode
 from hamon.lib.pacemaker.ocf_call import ExitStatus
 from hamon.lib.scsi.errors import ReservationConflict
 from hamon.lib.scsi.pr import format_key

@@ -56,6 +56,7 @@ from hamon.agents.fence.settings import Node, Settings
 from hamon.lib import command
 from hamon.lib import reservation as rsv
 from hamon.lib.disk import DeviceError, Disk, run_parallel
+from hamon.lib.faults import DetailsCode
 from hamon.lib.multipath.resolve import Resolver, refuse_same_lun_twice
 from hamon.lib.reservation import fencing
 from hamon.lib.scsi.errors import ReservationConflict, ScsiError
@@ -127,7 +128,7 @@ class Fencer:
                 from hamon.lib import messages  # only when there is something to say
 
                 messages.emit("KAMN725", stderr=False, device=label,
-                              code=p.code or messages.DetailsCode.IO_ERR,
+                              code=p.code or DetailsCode.IO_ERR,
                               alias=self.settings.alias, host=me.name, hostkey=me.key)
                 out.append(f"{label}: path failed: {p.reason}")
         return out

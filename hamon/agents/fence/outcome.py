@@ -4,9 +4,8 @@ The fencer (:mod:`.fencer`) decides; this module only turns what the target answ
 into values (:class:`DiskState`, :class:`Report`) and into the clauses an administrator
 reads (``lun3: key 0x... of node2 is still registered``). Kept apart so the fencer reads
 as the sequence of decisions it is, and so every message that ends up in an error line
-is written in one place. Plain classes, not dataclasses: a fence starts in a fresh
-process, and Python 3.11 compiles a dataclass's methods at import, ~1 ms a class
-(issue 14).
+is written in one place. Plain classes, not dataclasses (a fence's room; why:
+docs/architecture.md, "What a fence loads").
 """
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ initiator); keys are derived from the node name unless ``node_keys`` or ``key`` 
 one, so the fencing node computes both keys without a key file.
 
 The defaults come from :mod:`.options`, the table the metadata shows: one source. No
-dataclass here: a fence starts in a fresh process, and Python 3.11 compiles a dataclass's
-methods at import, ~1 ms a class (issue 14).
+dataclass here (a fence's room; why: docs/architecture.md, "What a fence loads").
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ slave paths), ``/dev/sddlm*`` (HDLM: its paths from ``dlnkmgr view -path``), or
 resolver only as a :class:`~hamon.lib.multipath.opener.PathOpener`.
 
 Each flavour is imported when an operand needs it (a fence on iscsi:// URLs loads no
-sysfs, DMMP or HDLM code), and the resolver is a plain class: a fence starts in a fresh
-process, where a dataclass costs ~1 ms of compiling at import (Python 3.11; issue 14).
+sysfs, DMMP or HDLM code), and the resolver is a plain class (docs/architecture.md,
+"What a fence loads").
 """
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ use (a fence starts in a fresh process: it imports only what its action runs).
 """
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from hamon.lib.reservation.fencing import OwnKeyMissing, Preempted, fence, guarded_preempt
@@ -60,8 +61,7 @@ def __getattr__(name: str) -> object:
     room = _LAZY.get(name)
     if room is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = __import__(f"{__name__}.{room}", fromlist=[name])
-    value = getattr(module, name)
+    value = getattr(importlib.import_module(f"{__name__}.{room}"), name)
     globals()[name] = value
     return value
 

@@ -1,8 +1,7 @@
 """What a reservation step returns: per path, per disk, per action, and what a LUN
 showed when read. Plain values; the operations beside this module fill them.
 
-No dataclass here: Python 3.11 compiles a dataclass's methods at import, ~1 ms a class,
-and a fence starts in a fresh process (issue 14). The results an action fills in are
+No dataclass here (docs/architecture.md, "What a fence loads"). The results an action fills in are
 plain classes (compared by identity: nothing compares two results by value), what a LUN
 showed is a ``NamedTuple``.
 """

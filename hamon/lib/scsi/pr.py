@@ -4,8 +4,7 @@ Field names follow SPC-4 and ``sg_persist``: reservation key (``RK``), service a
 reservation key (``SARK``), ``PRgeneration``, scope/type, APTPL, ALL_TG_PT.
 
 The parsed records are ``typing.NamedTuple`` (the stdlib's form for parsed records), not
-dataclasses: Python 3.11 compiles a dataclass's methods at import, ~1 ms a class, and a
-fence starts in a fresh process (issue 14).
+dataclasses (docs/architecture.md, "What a fence loads").
 """
 from __future__ import annotations
 

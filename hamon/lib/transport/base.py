@@ -1,8 +1,7 @@
 """The contract every transport fulfils (sgio, iscsi, sim).
 
-No dataclass here: Python 3.11 compiles a dataclass's methods at import, ~1 ms a class,
-and a fence starts in a fresh process (issue 14). A result is a ``NamedTuple``, a
-transport a plain class (a resource: identity equality).
+No dataclass here (docs/architecture.md, "What a fence loads"): a result is a
+``NamedTuple``, a transport a plain class (a resource: identity equality).
 """
 from __future__ import annotations
 

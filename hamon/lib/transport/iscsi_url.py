@@ -10,8 +10,8 @@ process. The LUN is part of it so that sessions to two LUNs of one target throug
 portal are two sessions: RFC 7143 lets a login with the ISID of a live session
 reinstate it (close the older one), as LIO does. Pure Python: no libiscsi needed to
 parse or derive (the resolver and the CLI use this without loading the library).
-A URL is a ``NamedTuple`` (as urllib.parse's SplitResult), not a dataclass: a fence starts
-in a fresh process, and a dataclass costs ~1 ms of compiling at import (issue 14).
+A URL is a ``NamedTuple`` (as urllib.parse's SplitResult), not a dataclass
+(docs/architecture.md, "What a fence loads").
 """
 from __future__ import annotations
 

@@ -9,8 +9,7 @@ so the jobs of every path run on one thread and only the ioctls themselves in he
 The pointers inside the header refer to ctypes buffers owned by this module: the kernel
 reads the CDB and data-out from them and writes sense and data-in into them.
 
-No dataclass here (a fence starts in a fresh process; Python 3.11 compiles a
-dataclass's methods at import, ~1 ms a class: issue 14).
+No dataclass here (docs/architecture.md, "What a fence loads").
 
 Why not cython-sgio: a fixed 30-minute timeout and no status byte.
 
