@@ -574,6 +574,12 @@ class FaultProxy:
     def rules(self) -> list[FaultRule]:
         return self.plan.rules()
 
+    @property
+    def live_connections(self) -> int:
+        """Connections open right now (an initiator logged in and not yet gone)."""
+        with self._conns_lock:
+            return len(self._conns)
+
     def drop_connections(self) -> list[_Connection]:
         """Close every live connection now (a path cut); new ones are still accepted."""
         with self._conns_lock:

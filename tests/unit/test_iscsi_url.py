@@ -132,6 +132,61 @@ def test_isid_is_the_same_in_another_process():
     assert out == derive_isid(NODE, URL).hex()
 
 
+def test_a_shared_sessions_isid_is_its_lun_set_and_one_lun_keeps_the_old_nexus():
+    """A session shared by several LUNs of a target takes the ISID of that LUN set: a
+    one-LUN set is exactly the path's own ISID (a one-LUN resource keeps its nexus), the
+    order and repetition of the LUNs do not matter, and distinct sets are distinct
+    nexuses (two resources of one node on one target never reinstate each other)."""
+    assert derive_isid(NODE, URL, luns=[1]) == derive_isid(NODE, URL)
+    assert derive_isid(NODE, URL, luns=[1]).hex() == GOLDEN
+    assert derive_isid(NODE, URL, luns=[3, 1, 2, 1]) == derive_isid(NODE, URL, luns={1, 2, 3})
+    sets = [derive_isid(NODE, URL, luns=s) for s in ([1], [1, 2], [2], [1, 2, 3], [12])]
+    assert len(set(sets)) == len(sets)
+    assert derive_isid(NODE, URL, "watchdog", [1, 2]) != derive_isid(NODE, URL, "", [1, 2])
+
+
+def test_shared_sessions_one_per_portal_and_target(monkeypatch):
+    """SharedSessions (no I/O here): the paths of one portal and target share one
+    session whose ISID is the action's LUN set there; other portals and targets get
+    their own; a transport closed leaves the session to the others."""
+    from hamon.lib.transport.iscsi import SharedSessions
+
+    urls = [parse_iscsi_url(f"iscsi://192.0.2.{h}/{IQN}{t}/{lun}")
+            for h in (1, 2) for t in ("", "x") for lun in (1, 2, 5)]
+    ss = SharedSessions(NODE, urls)
+    assert len(ss) == 4
+    ts = [ss.transport(str(u), 3.0) for u in urls]
+    groups: dict[int, list[IscsiTransport]] = {}
+    for t in ts:
+        groups.setdefault(id(t.session), []).append(t)
+    assert sorted(len(g) for g in groups.values()) == [3, 3, 3, 3]
+    for g in groups.values():
+        u = g[0].url
+        assert {t.url.lun for t in g} == {1, 2, 5}
+        assert {(t.url.host, t.url.target) for t in g} == {(u.host, u.target)}
+        assert g[0].isid == derive_isid(NODE, u, luns=[1, 2, 5]) != derive_isid(NODE, u)
+        assert g[0].session._users == 3
+        g[0].close()
+        g[0].close()  # idempotent: leaves the session once
+        assert g[1].session._users == 2 and not g[1].connected
+    alone = IscsiTransport(path=str(urls[0]), initiator=NODE)
+    assert alone.session is not ts[0].session and alone.isid == derive_isid(NODE, urls[0])
+
+
+def test_a_pool_gives_one_session_per_isid_across_resolves():
+    """Two resolve() calls of one resolver naming the same LUN set must not log in twice
+    with one ISID at once (a target may reinstate, i.e. close, the first)."""
+    from hamon.lib.transport.iscsi import SharedSessions
+
+    urls = [parse_iscsi_url(f"iscsi://192.0.2.1/{IQN}/{lun}") for lun in (1, 2)]
+    pool: dict = {}
+    first, again = (SharedSessions(NODE, urls, pool=pool) for _ in range(2))
+    assert first.session(urls[0]) is again.session(urls[1])
+    other = SharedSessions(NODE, urls[:1], pool=pool)  # another LUN set: another nexus
+    assert other.session(urls[0]) is not first.session(urls[0])
+    assert len(pool) == 2
+
+
 # --------------------------------------------------------------------- transport
 
 def test_transport_is_lazy_and_validates():

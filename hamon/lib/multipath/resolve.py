@@ -14,9 +14,14 @@ sysfs, DMMP or HDLM code), and the resolver is a plain class (docs/architecture.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from hamon.lib.disk import DeviceError, Disk, split_operands
+from hamon.lib.disk import DeviceError, Disk, DiskKind, split_operands
 from hamon.lib.transport.base import DEFAULT_TIMEOUT, Transport
+
+if TYPE_CHECKING:
+    from hamon.lib.transport.iscsi import SharedSessions
+    from hamon.lib.transport.iscsi_session import IscsiSession
 
 
 class Resolver:
@@ -42,6 +47,10 @@ class Resolver:
         self.fd_warning = fd_warning
         #: multipathd's path view, asked once per resolve() call (see multipathd_view).
         self._multipathd: dict[str, tuple[str, str]] | None = None
+        #: The iSCSI sessions of the last resolve() call's URLs (one per portal and
+        #: target, see transport.iscsi.SharedSessions), from the pool of every call's.
+        self._sessions: SharedSessions | None = None
+        self._session_pool: dict[tuple[str, str, bytes], IscsiSession] = {}
 
     def __repr__(self) -> str:
         return (f"Resolver(initiator={self.initiator!r}, timeout={self.timeout!r}, "
@@ -60,11 +69,25 @@ class Resolver:
     def open_iscsi(self, url: str) -> Transport:
         if self.iscsi_opener is not None:
             return self.iscsi_opener(url, self.initiator or "", self.timeout)
-        from hamon.lib.transport.iscsi import IscsiTransport
         if not self.initiator:
             raise DeviceError(f"{url}: an iSCSI initiator name is needed for iscsi:// "
                               "devices (set iscsi_initiator)")
-        return IscsiTransport(path=url, initiator=self.initiator, timeout=self.timeout)
+        if self._sessions is None:
+            self._sessions = self._shared_sessions([url])
+        return self._sessions.transport(url, self.timeout)
+
+    def _shared_sessions(self, urls: list[str]) -> SharedSessions:
+        """One session per portal and target for ``urls`` (the action's device list)."""
+        from hamon.lib.transport.iscsi import SharedSessions
+        from hamon.lib.transport.iscsi_url import parse_iscsi_url
+
+        parsed = []
+        for url in urls:
+            try:
+                parsed.append(parse_iscsi_url(url))
+            except ValueError as err:
+                raise DeviceError(str(err)) from None
+        return SharedSessions(self.initiator or "", parsed, pool=self._session_pool)
 
     def open_sgio(self, dev: str) -> Transport:
         if self.sgio_opener is not None:
@@ -79,12 +102,19 @@ class Resolver:
         if not operands:
             raise DeviceError("no device given: name at least one shared disk")
         self._multipathd = None
-        self._fd_check(len(operands))  # at least one path each, before any is opened
+        urls = [op for op in operands if op.startswith("iscsi://")]
+        self._sessions = None
+        if urls and self.iscsi_opener is None and self.initiator:
+            self._sessions = self._shared_sessions(urls)
+        sessions = len(self._sessions) if self._sessions is not None else len(urls)
+        # a descriptor per device node, per iSCSI session: before any is opened
+        self._fd_check(len(operands) - len(urls) + sessions)
         try:
             disks = self._resolve(operands)
         finally:
             self._multipathd = None
-        self._fd_check(sum(len(d.paths) for d in disks))
+        self._fd_check(sum(len(d.paths) for d in disks if d.kind is not DiskKind.ISCSI)
+                       + sessions)
         return disks
 
     def _fd_check(self, paths: int) -> None:

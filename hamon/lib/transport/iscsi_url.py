@@ -16,7 +16,7 @@ A URL is a ``NamedTuple`` (as urllib.parse's SplitResult), not a dataclass
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from hamon.lib.transport.digest import sha256 as _sha256
@@ -60,12 +60,30 @@ class IscsiUrl(NamedTuple):
         return f"iscsi://{self.portal}/{self.target}/{self.lun}"
 
 
+#: URLs parsed already (an action parses each of its URLs in several places: resolve,
+#: sessions, transport); bounded, since a parse is cheap to repeat.
+_PARSED: dict[str, IscsiUrl] = {}
+_PARSED_MAX = 4096
+
+
 def parse_iscsi_url(url: str) -> IscsiUrl:
     """Parse ``iscsi://host[:port]/target-iqn/lun``; ValueError says what is wrong.
 
     Credentials (``user%pass@``) are refused rather than ignored: CHAP is not supported
     here, and a silently dropped password would make a login fail with a vaguer error.
     """
+    if isinstance(url, str):
+        known = _PARSED.get(url)
+        if known is not None:
+            return known
+    parsed = _parse(url)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[url] = parsed
+    return parsed
+
+
+def _parse(url: str) -> IscsiUrl:
     def bad(why: str) -> ValueError:
         return ValueError(f"malformed iSCSI URL {url!r}: {why} (expected e.g. {_EXAMPLE})")
 
@@ -139,8 +157,16 @@ def _split_authority(authority: str, bad: Callable[[str], ValueError]) -> tuple[
     return host, port
 
 
-def derive_isid(initiator: str, url: IscsiUrl, role: str = "") -> bytes:
+def derive_isid(initiator: str, url: IscsiUrl, role: str = "",
+                luns: Iterable[int] | None = None) -> bytes:
     """The 6-byte ISID this initiator uses on this path, the same in every process.
+
+    ``luns``: the LUNs of ``url``'s target that the session carries (an action's shared
+    session, :class:`hamon.lib.transport.iscsi.SharedSessions`); None means ``url``'s
+    LUN alone, and the set of one LUN gives exactly that ISID, so a one-LUN resource keeps
+    its nexus whether or not its session is shared. Distinct LUN sets are distinct
+    nexuses: two resources of one node on two LUNs of one target never share an ISID
+    (a second login with the same ISID may reinstate, i.e. close, the first).
 
     ``role`` names a second, independent I_T nexus of the same initiator on the same path
     (e.g. a watchdog that only reads keys while the agent may be running): a login with
@@ -153,8 +179,9 @@ def derive_isid(initiator: str, url: IscsiUrl, role: str = "") -> bytes:
     a collision between two paths of one node to one target negligible, and a collision
     would only cost a session reinstatement, never a wrong registration.
     """
+    lun_text = str(url.lun) if luns is None else ",".join(map(str, sorted(set(luns))))
     parts = ["hamon-isid-v1", initiator.lower(), url.host.lower(), str(url.port),
-             url.target.lower(), str(url.lun)]
+             url.target.lower(), lun_text]
     if role:
         parts.append(role)
     text = "\0".join(parts)

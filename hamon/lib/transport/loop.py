@@ -76,7 +76,7 @@ class Loop:
     def __init__(self) -> None:
         self.hub: Any = None
         self.runnable: deque[Any] = deque()  # FIFO; popleft is O(1) with 1000s queued
-        self.waits: dict[int, _Wait] = {}       # fd -> wait (iSCSI)
+        self.waits: dict[int, list[_Wait]] = {}  # fd -> its waits (iSCSI)
         self.threads: list[_Wait] = []          # SG_IO helper-thread waits
         self.sleepers: list[_Wait] = []         # cooperative yields / sleeps
         self.poller = select.poll()
@@ -85,24 +85,42 @@ class Loop:
     # -- used by transports, from inside a job ----------------------------------------
     def wait_iscsi(self, lib: Any, ctx: int, done: Callable[[], bool],
                    deadline: float) -> str:
-        """Switch to the hub until ``done()``, the deadline, or the connection is lost."""
+        """Switch to the hub until ``done()``, the deadline, or the connection is lost.
+
+        Any number of jobs may wait on one context (one session carries the commands of
+        many LUNs): the socket is polled once for all of them, and after each
+        ``iscsi_service`` every waiter of that socket is asked whether its command
+        completed.
+        """
         w = _Wait(_getcurrent(), deadline)
         w.ctx, w.lib, w.check = ctx, lib, done
         fd = lib.iscsi_get_fd(ctx)
         events = lib.iscsi_which_events(ctx)
         if fd < 0 or events == 0:
             return LOST
-        if fd in self.waits:  # cannot happen: one command per session at a time
-            raise RuntimeError(f"two jobs wait on one iSCSI socket (fd {fd})")
         w.fd = fd
-        self.waits[fd] = w
-        self.poller.register(fd, events)
+        group = self.waits.get(fd)
+        if group is None:
+            self.waits[fd] = [w]
+            self.poller.register(fd, events)
+        else:
+            if group[0].ctx != ctx:  # cannot happen: a socket belongs to one context
+                raise RuntimeError(f"two iSCSI contexts wait on one socket (fd {fd})")
+            group.append(w)
+            self.poller.modify(fd, events)  # a new command may need POLLOUT
         try:
             return self.hub.switch()
         finally:
-            if self.waits.get(fd) is w:
-                del self.waits[fd]
-                self.poller.unregister(fd)
+            self._forget(w)
+
+    def abandon(self, ctx: int, fd: int) -> None:
+        """The session on ``fd`` is about to be destroyed: every job still waiting on
+        it wakes with LOST (before the descriptor closes and its number is reused)."""
+        group = self.waits.get(fd)
+        if group is None or group[0].ctx != ctx:
+            return
+        for w in list(group):
+            self._drop(w, LOST)
 
     def wait_thread(self, done: threading.Event, deadline: float) -> str:
         """Switch to the hub until a helper thread sets ``done`` (it also calls
@@ -216,7 +234,7 @@ class Loop:
         if not (self.waits or self.threads or self.sleepers):
             return
         now = time.monotonic()
-        due = [w.deadline for w in self.waits.values()]
+        due = [w.deadline for group in self.waits.values() for w in group]
         due += [w.deadline for w in self.threads] + [w.deadline for w in self.sleepers]
         timeout_ms = max(0, int((min(due) - now) * 1000) + 1) if due else -1
         for fd, revents in self.poller.poll(timeout_ms):
@@ -225,27 +243,29 @@ class Loop:
                     while os.read(self._wake_r, 4096):
                         pass
                 continue
-            w = self.waits.get(fd)
-            if w is None:
+            group = self.waits.get(fd)
+            if not group:
                 continue
             if revents & _POLLNVAL:
-                self._drop(w, LOST)
-                continue
-            rc = w.lib.iscsi_service(w.ctx, revents)
-            if w.check():
-                self._drop(w, DONE)
-            elif rc < 0:
-                self._drop(w, LOST)
-            else:
-                fd2 = w.lib.iscsi_get_fd(w.ctx)
-                events = w.lib.iscsi_which_events(w.ctx)
-                if fd2 != fd or events == 0:
+                for w in list(group):
                     self._drop(w, LOST)
-                else:
-                    self.poller.modify(fd, events)
+                continue
+            lib, ctx = group[0].lib, group[0].ctx
+            rc = lib.iscsi_service(ctx, revents)
+            for w in [w for w in group if w.check()]:
+                self._drop(w, DONE)
+            if fd not in self.waits:
+                continue
+            fd2 = lib.iscsi_get_fd(ctx) if rc >= 0 else -1
+            events = lib.iscsi_which_events(ctx) if fd2 == fd else 0
+            if events == 0:
+                for w in list(self.waits[fd]):
+                    self._drop(w, LOST)
+            else:
+                self.poller.modify(fd, events)
         now = time.monotonic()
-        for w in list(self.waits.values()):
-            if now >= w.deadline and w.fd in self.waits:
+        for group in list(self.waits.values()):
+            for w in [w for w in group if now >= w.deadline]:
                 self._drop(w, TIMEOUT)
         for w in list(self.threads):
             if w.check():
@@ -260,9 +280,18 @@ class Loop:
                 self._resume(w, DONE)
 
     def _drop(self, w: _Wait, reason: str) -> None:
-        del self.waits[w.fd]
-        self.poller.unregister(w.fd)
+        """Stop waiting ``w`` on its socket (the last one unregisters it) and resume it."""
+        self._forget(w)
         self._resume(w, reason)
+
+    def _forget(self, w: _Wait) -> None:
+        group = self.waits.get(w.fd)
+        if group is None or w not in group:
+            return
+        group.remove(w)
+        if not group:
+            del self.waits[w.fd]
+            self.poller.unregister(w.fd)
 
 
 class _Local(threading.local):
