@@ -18,7 +18,6 @@ JSON), :mod:`.common` (errors, exit codes, the resolver seam, the journal).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -57,22 +56,6 @@ def _quiet_broken_pipe() -> int:
     return EXIT_BROKEN_PIPE
 
 
-def _with_cluster_name(args: argparse.Namespace) -> int:
-    """Run the command with ``--cluster-name`` as the name every key it derives starts
-    with (hamon.lib.keys reads it from the environment), restored afterwards."""
-    if not args.cluster_name:
-        return int(args.func(args))
-    before = os.environ.get(defaults.CLUSTER_NAME.name)
-    os.environ[defaults.CLUSTER_NAME.name] = args.cluster_name
-    try:
-        return int(args.func(args))
-    finally:
-        if before is None:
-            os.environ.pop(defaults.CLUSTER_NAME.name, None)
-        else:
-            os.environ[defaults.CLUSTER_NAME.name] = before
-
-
 def main(argv: Sequence[str] | None = None, *,
          resolver_factory: ResolverFactory | None = None) -> int:
     """Run ``hamon ARGV``; the exit status.
@@ -85,7 +68,8 @@ def main(argv: Sequence[str] | None = None, *,
     try:
         args = parser.parse_args(argv)
         args.resolver_factory = resolver_factory or default_resolver
-        rc = _with_cluster_name(args)
+        # --cluster-name reaches every key derivation as an argument (args.cluster_name)
+        rc = int(args.func(args))
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below
         return rc
     except BrokenPipeError:

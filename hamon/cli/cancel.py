@@ -41,7 +41,7 @@ RERUN = "check crm_mon, then rerun with --force if the holder is really gone"
 
 def _my_key(args: argparse.Namespace) -> int:
     try:
-        return keymod.resolve_key(args.key, node(args))
+        return keymod.resolve_key(args.key, node(args), args.cluster_name)
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from None
 
@@ -54,7 +54,8 @@ def _facts(args: argparse.Namespace, my_key: int,
     online = mem.online() if mem is not None else set()
     nodes = known_nodes(args, mem, records_for_names(args))
     return cancel.Facts(node(args), my_key, frozenset(online), unknown_why,
-                        explicit=explicit or {}, nodes=tuple(nodes), force=args.force)
+                        explicit=explicit or {}, nodes=tuple(nodes), force=args.force,
+                        cluster=args.cluster_name)
 
 
 def _with_here(facts: cancel.Facts, holders: list[cancel.Holder],
@@ -88,7 +89,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                                  r.value.reservation.key, tuple(r.value.keys))
                    for r in out.results]
         explicit = config.configured_node_keys(cluster.TIMEOUT) \
-            if cancel.needs_node_keys(holders) else {}
+            if cancel.needs_node_keys(holders, args.cluster_name) else {}
         facts = _with_here(_facts(args, my_key, explicit), holders, [])
         decision = cancel.decide(facts, holders)
         if decision.refused:
@@ -110,7 +111,8 @@ def _do_cancel(args: argparse.Namespace, facts: cancel.Facts, decision: cancel.D
         row: dict[str, Any] = {"disk": disk.name, "wwid": disk.wwid, "holder": res.key,
                                "holder_desc": dd.holder,
                                "holder_node": (facts.explicit.get(res.key)
-                                               or keymod.owner_of(res.key, list(facts.nodes)))
+                                               or keymod.owner_of(res.key, list(facts.nodes),
+                                                                  facts.cluster))
                                if res.key else None,
                                "type": res.type.short if res.type else None,
                                "keys_before": list(st.keys)}

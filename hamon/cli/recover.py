@@ -91,7 +91,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
                                       (sel.entry or {}).get("time"))
     nodes = known_nodes(args, membership(), records)
     plan = build(sel, now, device=device, nodes=nodes, kernel=kernel,
-                          dlnkmgr=hdlm.dlnkmgr() or "dlnkmgr")
+                 dlnkmgr=hdlm.dlnkmgr() or "dlnkmgr", cluster=args.cluster_name)
     return _present(args, plan)
 
 

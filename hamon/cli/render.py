@@ -50,7 +50,7 @@ def paths(disks: Sequence[Disk]) -> None:
 
 
 def registered_keys(results: Sequence[rsv.DiskResult], nodes: Sequence[str],
-                    as_json: bool) -> None:
+                    as_json: bool, cluster: str | None = None) -> None:
     if as_json:
         print_json([{**r.as_dict(), "generation": r.value.generation if r.ok else None,
                      "keys": [format_key(k) for k in r.value.keys] if r.ok else None}
@@ -66,11 +66,11 @@ def registered_keys(results: Sequence[rsv.DiskResult], nodes: Sequence[str],
         if st.full:
             for e in st.full.entries:
                 holder = "  holder" if e.holder else ""
-                print(f"  {observed.describe_key(e.key, nodes)}  "
+                print(f"  {observed.describe_key(e.key, nodes, cluster=cluster)}  "
                       f"{e.initiator or '?'}  port {e.relative_target_port}{holder}")
         else:
             for k in st.keys:
-                print(f"  {observed.describe_key(k, nodes)}")
+                print(f"  {observed.describe_key(k, nodes, cluster=cluster)}")
 
 
 def reservations(rows: Sequence[Mapping[str, Any]], as_json: bool) -> None:
@@ -133,7 +133,7 @@ def released(alias: str, rows: Sequence[Mapping[str, Any]], result: str,
 def status(rows: Sequence[Mapping[str, Any]], nows: Sequence[observed.DiskNow],
            nodes: Sequence[str], errors: Sequence[Mapping[str, Any]],
            journal_path: str, torn: Sequence[Mapping[str, Any]],
-           notes: Sequence[str]) -> None:
+           notes: Sequence[str], cluster: str | None = None) -> None:
     """``hamon status`` for people; ``nows`` are the rows' disks as read (keys as ints)."""
     for row, now in zip(rows, nows, strict=True):
         wwid = f", wwid {row['wwid']}" if row["wwid"] else ""
@@ -150,7 +150,7 @@ def status(rows: Sequence[Mapping[str, Any]], nows: Sequence[observed.DiskNow],
             counts: dict[int, int] = {}
             for k in res.keys:
                 counts[k] = counts.get(k, 0) + 1
-            described = ", ".join(observed.describe_key(k, nodes)
+            described = ", ".join(observed.describe_key(k, nodes, cluster=cluster)
                                   + (f" x{c}" if c > 1 else "") for k, c in counts.items())
             print(f"  keys    {described or 'none registered'}")
             print(f"  holder  {row['holder'] + ', ' + str(res.type) if res.held else 'none'}")

@@ -43,7 +43,8 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     ds, out = status(args)
-    render.registered_keys(out.results, split_operands(args.nodes or ""), args.json)
+    render.registered_keys(out.results, split_operands(args.nodes or ""), args.json,
+                           args.cluster_name)
     close(ds)
     return EXIT_OK if out.ok else EXIT_FAILED
 
@@ -71,7 +72,8 @@ def show_reservation(args: argparse.Namespace) -> int:
         if r.ok:
             res = r.value.reservation
             row.update(held=res.held, type=res.type.short if res.type else None,
-                       key=res.key, holder=keymod.owner_of(res.key, nodes) if res.key
+                       key=res.key,
+                       holder=keymod.owner_of(res.key, nodes, args.cluster_name) if res.key
                        else None)
         rows.append(row)
     render.reservations(rows, args.json)
@@ -84,13 +86,13 @@ def cmd_key(args: argparse.Namespace) -> int:
     node = args.node_name or args.node or local_node_name()
     try:
         if args.key:
-            k = keymod.resolve_key(args.key, node)
+            k = keymod.resolve_key(args.key, node, args.cluster_name)
             if args.json:
                 render.print_json({"node": node, "key": format_key(k), "explicit": True})
             else:
                 print(f"{node}: {format_key(k)} (explicit)")
             return EXIT_OK
-        p = keymod.parts(node)
+        p = keymod.parts(node, args.cluster_name)
         old = keymod.legacy_key(node)
     except ValueError as err:
         raise CliError(str(err), EXIT_USAGE) from None
@@ -166,7 +168,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows.append({**n.as_dict(), "origin": origins[id(d)],
                      "paths_up": sum(p.answers for p in n.paths),
                      "paths_total": len(n.paths),
-                     "holder": describe_key(n.reservation.key, nodes)
+                     "holder": describe_key(n.reservation.key, nodes,
+                                            cluster=args.cluster_name)
                      if n.reservation and n.reservation.held else None,
                      "last_entry": last,
                      "last_entry_summary": summarize(last) if last else None})
@@ -177,5 +180,5 @@ def cmd_status(args: argparse.Namespace) -> int:
         render.print_json({"disks": rows, "unresolved": errors, "notes": notes,
                            "journal": {"path": j.path, "torn": torn}})
     else:
-        render.status(rows, now, nodes, errors, j.path, torn, notes)
+        render.status(rows, now, nodes, errors, j.path, torn, notes, args.cluster_name)
     return EXIT_OK if ok else EXIT_FAILED

@@ -60,7 +60,8 @@ class Facts:
     say, ``here_why`` says why); asked only when this node's own key holds a disk.
     ``explicit``: configured keys (the fence device's node_keys) -> node.
     ``nodes``: node names to name key owners with. ``force``: the administrator's
-    ``--force``.
+    ``--force``. ``cluster``: the cluster name keys are derived with (``--cluster-name``;
+    None: as hamon.lib.keys.cluster_name finds it).
     """
 
     me: str
@@ -72,6 +73,7 @@ class Facts:
     explicit: Mapping[int, str] = field(default_factory=dict)
     nodes: tuple[str, ...] = ()
     force: bool = False
+    cluster: str | None = None
 
     @property
     def live(self) -> frozenset[str]:
@@ -85,7 +87,7 @@ class Facts:
 
     def describe(self, key: int | None) -> str:
         """``0x... (node2)``: a key with its owner, for the administrator."""
-        return describe_key(key, self.nodes, self.explicit)
+        return describe_key(key, self.nodes, self.explicit, self.cluster)
 
 
 class Action(StrEnum):
@@ -131,13 +133,13 @@ class Decision:
         return ("--force",) if any(d.forced for d in self.disks) else ()
 
 
-def owners(keys: Iterable[int], online: Iterable[str], explicit: Mapping[int, str]
-           ) -> set[str]:
+def owners(keys: Iterable[int], online: Iterable[str], explicit: Mapping[int, str],
+           cluster: str | None = None) -> set[str]:
     """The live nodes among the owners of ``keys``: derived keys (the current and the old
     derivation) and ``node_keys``."""
     keys = set(keys)
     online = set(online)
-    found = {n for n in online if keymod.key_for_node(n) in keys
+    found = {n for n in online if keymod.key_for_node(n, cluster) in keys
              or keymod.legacy_key(n) in keys}
     found |= {explicit[k] for k in keys if k in explicit and explicit[k] in online}
     return found
@@ -148,10 +150,10 @@ def needs_here(facts: Facts, holders: Iterable[Holder]) -> bool:
     return any(h.held and h.holder_keys & facts.own_keys for h in holders)
 
 
-def needs_node_keys(holders: Iterable[Holder]) -> bool:
+def needs_node_keys(holders: Iterable[Holder], cluster: str | None = None) -> bool:
     """Whether the configured node_keys matter: a held disk with a key hamon did not
     derive (the CIB is read only then)."""
-    return any(h.held and not all(keymod.is_hamon_key(k) for k in h.holder_keys)
+    return any(h.held and not all(keymod.is_hamon_key(k, cluster) for k in h.holder_keys)
                for h in holders)
 
 
@@ -162,7 +164,8 @@ def refusal(facts: Facts, h: Holder) -> str | None:
     describe = facts.describe(h.key)
     mine = facts.own_keys
     others = h.holder_keys - mine
-    live_nodes = sorted(owners(others, facts.live, facts.explicit) - {facts.me})
+    live_nodes = sorted(owners(others, facts.live, facts.explicit, facts.cluster)
+                        - {facts.me})
     if h.holder_keys & mine:
         if facts.active_here is None:
             return (f"{h.disk} is held by this node's own key ({describe}), and "
@@ -175,7 +178,8 @@ def refusal(facts: Facts, h: Holder) -> str | None:
                 "cluster node")
     if others and facts.unknown_why:
         return f"{h.disk} is held by {describe}, and {facts.unknown_why}"
-    if any(not keymod.is_hamon_key(k) and k not in facts.explicit for k in others):
+    if any(not keymod.is_hamon_key(k, facts.cluster) and k not in facts.explicit
+           for k in others):
         return (f"{h.disk} is held by {describe}: hamon cannot tell whether the node "
                 "behind that key is alive (the fence device's node_keys can name it)")
     return None
@@ -188,7 +192,7 @@ def judge(facts: Facts, h: Holder) -> DiskDecision:
     why = refusal(facts, h)
     keys = set(h.keys)
     live = facts.live
-    registrants = ({n for n in live if keymod.key_for_node(n) in keys}
+    registrants = ({n for n in live if keymod.key_for_node(n, facts.cluster) in keys}
                    | {n for k, n in facts.explicit.items() if k in keys and n in live})
     return DiskDecision(h.disk, Action.REFUSE if why and not facts.force else Action.RELEASE,
                         facts.describe(h.key), why, facts.my_key in keys,

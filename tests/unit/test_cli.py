@@ -7,6 +7,7 @@ given with --node (crm_node may answer on a machine where the cluster tier runs)
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -647,7 +648,7 @@ def test_usage_errors_are_one_line_exit_2(san, capsys, argv, why):
 
 
 def test_internal_error_is_one_line(san, capsys, monkeypatch):
-    def boom(node):
+    def boom(node, cluster=None):
         raise KeyError("surprise")
 
     monkeypatch.setattr(keymod, "parts", boom)
@@ -727,3 +728,37 @@ def test_monscsiclr_decides_device_by_device_and_asks_what_runs_here_once(
     assert [d["disk"] for d in e["disks"]] == [san.url(2, 1)] and e["overrides"] == []
     assert e["disks"][0]["holder"] == f"0x{K2:x}"
     assert [m.fields["holder"] for m in emitted if m.id == "HAMN953"] == [f"0x{K2:x} (node2)"]
+
+
+def test_cluster_name_option_reaches_every_key_derivation_as_an_argument(
+        san, tmp_path, capsys, monkeypatch):
+    """``--cluster-name`` is passed to every derivation (never through the environment,
+    never left to corosync): with it, asking hamon.lib.keys for the cluster's name is a
+    bug this test catches, in every command that names or derives keys."""
+    other = keymod.key_for_node("node2", "other")
+    hold(san, "node2", lun=1, key=other)
+    journal(tmp_path).append("failure", **failure_entry(san.urls(1), "iscsi", "normal",
+                                                        paths=(san.url(1, 1),)))
+
+    def asked(explicit=None):
+        raise AssertionError("the cluster name was looked up although --cluster-name "
+                             "was given")
+
+    monkeypatch.setattr(keymod, "cluster_name", asked)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    cluster_says(monkeypatch, "node1,node2")
+    named = f"0x{other:x} (node2)"
+    for argv, expect in (
+            (["key", "node2"], f"0x{other:x}"),
+            (["--nodes", "node2", "keys", san.urls(1)], named),
+            (["--nodes", "node2", "status", san.urls(1)], named),
+            (["--nodes", "node2", "reservation", "show", san.urls(1), "--json"], '"node2"'),
+            (["--nodes", "node2", "recover", san.urls(1)], named)):
+        rc, out, err = run(capsys, "--cluster-name", "other", *argv)
+        assert "AssertionError" not in err and expect in out, (argv, rc, out, err)
+    # cancel: node2 is alive and holds with its key of cluster "other": refused, named
+    rc, out, err = run(capsys, "--cluster-name", "other", "reservation", "cancel",
+                       san.urls(1))
+    assert rc == 3 and "AssertionError" not in err and named in err, (rc, out, err)
+    assert "node2 is a live cluster node" in err
+    assert os.environ.get("HAMON_CLUSTER_NAME") != "other"

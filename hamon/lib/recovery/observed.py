@@ -88,16 +88,18 @@ def disk_now(disk: Disk, status: DiskResult | None = None) -> DiskNow:
 
 
 def describe_key(key: int | None, nodes: Iterable[str],
-                 explicit: Mapping[int, str] | None = None) -> str:
+                 explicit: Mapping[int, str] | None = None,
+                 cluster: str | None = None) -> str:
     """``0x686d... (node2)``: a key with its owner, as far as hamon can name it
-    (``explicit``: configured keys, e.g. the fence device's node_keys)."""
+    (``explicit``: configured keys, e.g. the fence device's node_keys; ``cluster``: the
+    cluster name keys are derived with, default as hamon.lib.keys.cluster_name finds it)."""
     if key is None:
         return "-"
     if key == 0:
         return "0x0 (all registrants)"
-    who = (explicit or {}).get(key) or keymod.owner_label(key, list(nodes))
+    who = (explicit or {}).get(key) or keymod.owner_label(key, list(nodes), cluster)
     if who:
         return f"{format_key(key)} ({who})"
-    if keymod.is_hamon_key(key):
+    if keymod.is_hamon_key(key, cluster):
         return f"{format_key(key)} (a hamon key of a node not named here)"
     return f"{format_key(key)} (not a hamon-derived key)"

@@ -78,8 +78,9 @@ def termination_of(sel: Selection) -> tuple[str, str]:
 
 def build(sel: Selection, disks: list[DiskNow], *, device: str | None = None,
           nodes: Sequence[str] = (), kernel: dict[str, list[str]] | None = None,
-          dlnkmgr: str = "dlnkmgr") -> Plan:
-    """The procedure for ``disks`` given the journal ``sel``ection. Pure: no I/O."""
+          dlnkmgr: str = "dlnkmgr", cluster: str | None = None) -> Plan:
+    """The procedure for ``disks`` given the journal ``sel``ection. Pure: no I/O once
+    ``cluster`` (the name keys are derived with) is given; None asks hamon.lib.keys."""
     termination, unknown_why = termination_of(sel)
     warnings = [f"journal line {r.line}: {r.problem}; not trusted" for r in sel.torn]
     if sel.entry is not None and sel.newer_torn:
@@ -87,5 +88,6 @@ def build(sel: Selection, disks: list[DiskNow], *, device: str | None = None,
     nodes = list(dict.fromkeys([*nodes, *([str(sel.entry["node"])]
                                           if sel.entry and sel.entry.get("node") else [])]))
     steps = [step1(sel, disks, kernel or {}), step2(sel, disks),
-             step3(disks, dlnkmgr), step4(sel, disks, nodes, termination, unknown_why)]
+             step3(disks, dlnkmgr), step4(sel, disks, nodes, termination, unknown_why,
+                                                 cluster)]
     return Plan(device, sel.entry, sel.line, termination, warnings, disks, steps)

@@ -222,7 +222,8 @@ def step3(disks: list[DiskNow], dlnkmgr: str) -> Step:
                 "HDLM) is used", details)
 
 
-def _holder_lines(disks: list[DiskNow], nodes: Sequence[str]) -> list[str]:
+def _holder_lines(disks: list[DiskNow], nodes: Sequence[str],
+                  cluster: str | None) -> list[str]:
     out = []
     for d in disks:
         r = d.reservation
@@ -230,11 +231,13 @@ def _holder_lines(disks: list[DiskNow], nodes: Sequence[str]) -> list[str]:
             out.append(f"{d.disk}: the reservation cannot be read now"
                        f" ({d.reservation_error or d.error or 'no path answers'})")
         elif not r.held:
-            keys = ", ".join(describe_key(k, nodes) for k in dict.fromkeys(r.keys))
+            keys = ", ".join(describe_key(k, nodes, cluster=cluster)
+                             for k in dict.fromkeys(r.keys))
             out.append(f"{d.disk}: nobody holds a reservation now"
                        + (f"; registered: {keys}" if keys else "; no key registered"))
         else:
-            out.append(f"{d.disk}: held now by {describe_key(r.key, nodes)} ({r.type})")
+            out.append(f"{d.disk}: held now by "
+                       f"{describe_key(r.key, nodes, cluster=cluster)} ({r.type})")
     return out
 
 
@@ -252,11 +255,12 @@ def _left_by(disks: list[DiskNow], key: int | None) -> list[str]:
 
 
 def step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
-           termination: str, unknown_why: str) -> Step:
+          termination: str, unknown_why: str, cluster: str | None = None) -> Step:
     """Cancel the reservation: only after a normal termination left it held; the phase
-    decides before the termination kind does, and an unknown kind says what to check."""
+    decides before the termination kind does, and an unknown kind says what to check.
+    ``cluster``: the cluster name keys are derived with (None: hamon.lib.keys finds it)."""
     e = sel.entry
-    holders = _holder_lines(disks, nodes)
+    holders = _holder_lines(disks, nodes, cluster)
     cancels = [x for x in sel.later if x.get("kind") == "cancel"]
     cancel_cmd = [f"hamon reservation cancel {shlex.quote(d.disk)}" for d in disks
                   if d.reservation is None or d.reservation.held]
@@ -265,7 +269,7 @@ def step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
     with contextlib.suppress(ValueError):  # the key the stop journalled, else derived
         failed_key = keymod.parse_key(str(e.get("key"))) if e and e.get("key") else None
     if failed_key is None and failed_node:
-        failed_key = keymod.key_for_node(failed_node)
+        failed_key = keymod.key_for_node(failed_node, cluster)
     if e is not None and not sel.newer_torn:  # the phase decides before the kind does
         phase, verdict = e.get("phase"), e.get("verdict")
         if phase != Phase.TERMINATING:
