@@ -42,7 +42,8 @@ class OpenError(PathError):
 
 
 class Transport(abc.ABC):
-    """One I_T nexus to one LUN. Open lazily, close explicitly (or use ``with``).
+    """One path to one LUN (its I_T nexus may carry other LUNs too: an iSCSI session).
+    Open lazily, close explicitly (or use ``with``).
 
     ``_closed`` is a class default too, so a subclass that does not call this
     ``__init__`` (a test's scripted transport) still starts open.
