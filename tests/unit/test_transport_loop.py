@@ -173,3 +173,90 @@ def test_a_job_that_leaves_to_the_hub_waiting_for_nothing_is_an_error_not_a_spin
 
     with pytest.raises(RuntimeError, match="wait for nothing"):
         loop.Loop().run([rogue, lambda: None])
+
+
+class _FakeLib:
+    """The four libiscsi calls the loop makes, over a socketpair: a byte ``n`` written
+    to the peer completes waiter ``n`` when the loop services the socket; 0xFF makes the
+    service fail (a lost connection)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock, self.peer = socket.socketpair()
+        self.sock.setblocking(False)
+        self.done: dict[int, bool] = {}
+        self.services = 0
+
+    def iscsi_get_fd(self, ctx: int) -> int:
+        return self.sock.fileno()
+
+    def iscsi_which_events(self, ctx: int) -> int:
+        return 1  # POLLIN
+
+    def iscsi_service(self, ctx: int, revents: int) -> int:
+        self.services += 1
+        for b in self.sock.recv(64):
+            if b == 0xFF:
+                return -1
+            self.done[b] = True
+        return 0
+
+
+def test_many_waiters_on_one_socket_each_with_its_own_end():
+    """One session, several commands in flight (issue 14): one poll and one service for
+    all of them; each ends as its own command does (done, its own deadline), and a
+    service error ends the rest as LOST."""
+    lib = _FakeLib()
+    got: dict[int, str] = {}
+
+    def job(n: int, bound: float) -> None:
+        hub = loop.current()
+        got[n] = hub.wait_iscsi(lib, 7, lambda: lib.done.get(n, False),  # type: ignore[union-attr]
+                                time.monotonic() + bound)
+
+    def driver() -> None:
+        loop.current().sleep(0.05)  # type: ignore[union-attr]
+        lib.peer.send(bytes([1, 2]))  # two completions in one read
+        loop.current().sleep(0.3)  # type: ignore[union-attr]  # waiter 3 times out meanwhile
+        lib.peer.send(bytes([0xFF]))  # then the connection breaks
+
+    try:
+        t0 = time.monotonic()
+        out = run_parallel([lambda: job(1, 5), lambda: job(2, 5), lambda: job(3, 0.2),
+                            lambda: job(4, 5), driver])
+        took = time.monotonic() - t0
+    finally:
+        lib.sock.close()
+        lib.peer.close()
+    assert out == [None] * 5, out
+    assert got == {1: loop.DONE, 2: loop.DONE, 3: loop.TIMEOUT, 4: loop.LOST}
+    assert took < 1.0, took
+
+
+def test_abandon_wakes_every_waiter_of_a_session_before_its_socket_closes():
+    lib = _FakeLib()
+    got: dict[int, str] = {}
+
+    def job(n: int) -> None:
+        got[n] = loop.current().wait_iscsi(  # type: ignore[union-attr]
+            lib, 7, lambda: False, time.monotonic() + 5)
+
+    def dropper() -> None:
+        hub = loop.current()
+        hub.sleep(0.02)  # type: ignore[union-attr]
+        hub.abandon(8, lib.sock.fileno())  # type: ignore[union-attr]  # another context: no
+        hub.sleep(0.02)  # type: ignore[union-attr]
+        assert len(got) == 0
+        hub.abandon(7, lib.sock.fileno())  # type: ignore[union-attr]
+
+    try:
+        t0 = time.monotonic()
+        out = run_parallel([lambda n=n: job(n) for n in range(3)] + [dropper])
+        took = time.monotonic() - t0
+    finally:
+        lib.sock.close()
+        lib.peer.close()
+    assert out == [None] * 4, out  # the dropper's own check passed
+    assert got == {0: loop.LOST, 1: loop.LOST, 2: loop.LOST}
+    assert took < 1.0, took
