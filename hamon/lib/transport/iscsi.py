@@ -11,7 +11,7 @@ its own, a transport has a private session, with the ISID of its path alone. An 
 (the :class:`~hamon.lib.multipath.resolve.Resolver` of one fence or resource operation)
 makes its transports through :class:`SharedSessions`: one session per portal and target
 carries every LUN of that target the action names, as the kernel's initiator does, so a
-fence on 256 LUNs logs in twice (once per portal), not 512 times.
+fence on 256 LUNs x 2 paths logs in once per portal it uses, not 512 times.
 
 Stable initiator port: a session logs in with the ISID
 :func:`~hamon.lib.transport.iscsi_url.derive_isid` gives its initiator name, portal,
