@@ -174,9 +174,17 @@ def read_cib(timeout: float = TIMEOUT, runner: Runner = run) -> tuple[str | None
 
 
 def node_names(timeout: float = TIMEOUT, runner: Runner = run) -> list[str]:
-    """Cluster node names (``crm_node -l``), to name the owner of a key; [] if unknown."""
+    """This cluster's node names (``crm_node -l``), to name the owner of a key and to
+    tell a node of this cluster from a host outside it; [] if nothing says.
+
+    Where Pacemaker cannot answer within ``timeout`` (a loaded node: crm_node took 5.7-7.7
+    s in the VM cluster's guests during a takeover) the names come from corosync.conf's
+    nodelist: who is *configured*, which is the question here, never who is alive.
+    Without it a standby's start found the failed active node's key "foreign" and
+    refused the takeover exactly when the cluster was under stress."""
     rc, out, _ = runner(["crm_node", "-l"], timeout)
-    return list(parse_crm_node_list(out)) if rc == 0 else []
+    names = list(parse_crm_node_list(out)) if rc == 0 else []
+    return names or conf_nodes()
 
 
 def corosync_nodes(tool: str = "/usr/sbin/corosync-cmapctl", timeout: float = TIMEOUT,
@@ -200,8 +208,9 @@ def corosync_nodes(tool: str = "/usr/sbin/corosync-cmapctl", timeout: float = TI
 def conf_nodes(text: str | None = None) -> list[str]:
     """Node names from corosync.conf's nodelist (``name``, else ``ring0_addr``), in the
     file's order; [] if the file is absent or lists none. ``text``: the file's contents
-    (default: read :data:`COROSYNC_CONF`). Only to name key owners: what the file lists
-    is who is configured, not who is alive."""
+    (default: read :data:`COROSYNC_CONF`). Who is configured, not who is alive: to name
+    key owners and to tell this cluster's nodes from other hosts, never to decide
+    whether a node is up."""
     if text is None:
         try:
             with open(COROSYNC_CONF, encoding="utf-8", errors="replace") as f:

@@ -206,3 +206,18 @@ def test_conf_nodes_without_the_file(tmp_path, monkeypatch):
     assert cluster.conf_nodes() == []
     (tmp_path / "absent.conf").write_text(DEBIAN_COROSYNC_CONF)
     assert cluster.conf_nodes() == ["node1", "10.0.0.2"]
+
+
+def test_node_names_fall_back_to_corosync_conf_when_pacemaker_cannot_answer(
+        tmp_path, monkeypatch):
+    """crm_node -l first; where it does not answer in time (a loaded node during a
+    takeover), corosync.conf's nodelist: who is configured is the question."""
+    conf = tmp_path / "corosync.conf"
+    monkeypatch.setattr(cluster, "COROSYNC_CONF", str(conf))
+    answers = lambda argv, t: (0, "1 node1 member\n2 node2 lost\n", "")  # noqa: E731
+    silent = lambda argv, t: (124, "", "crm_node did not answer within 5 s")  # noqa: E731
+    assert cluster.node_names(runner=answers) == ["node1", "node2"]
+    assert cluster.node_names(runner=silent) == []  # no file: nothing says
+    conf.write_text(DEBIAN_COROSYNC_CONF)
+    assert cluster.node_names(runner=silent) == ["node1", "10.0.0.2"]
+    assert cluster.node_names(runner=answers) == ["node1", "node2"]  # Pacemaker first
