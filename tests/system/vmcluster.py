@@ -78,6 +78,8 @@ class Ack:
     slot: int
     err: str = ""
     boot: int = 0
+    #: START only: the last record the writer's start-up scan found (node, epoch, seq)
+    tail: tuple[str, int, int] | None = None
 
 
 class QMP:
@@ -175,7 +177,14 @@ class AckReader(threading.Thread):
 def parse_ack(t: float, line: str, boot: int = 0) -> Ack | None:
     p = line.split()
     try:
-        if p[0] in ("START", "STOP"):
+        if p[0] == "START":
+            tail = None
+            if len(p) > 5 and p[5] != "-":
+                tn, te, ts = p[5].rsplit(":", 2)
+                tail = (tn, int(te), int(ts))
+            return Ack(t, "START", p[1], p[2], int(p[3]), -1, int(p[4]), boot=boot,
+                       tail=tail)
+        if p[0] == "STOP":
             return Ack(t, p[0], p[1], p[2], int(p[3]), -1, int(p[4]), boot=boot)
         if p[0] == "ACK":
             return Ack(t, "ACK", p[1], p[2], int(p[3]), int(p[4]), int(p[5]), boot=boot)

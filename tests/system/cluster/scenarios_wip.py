@@ -6,7 +6,8 @@ order below because each leaves the cluster in the state the next starts from (w
 is active, which was rebooted). Each prints its wall time, the takeover time (fault ->
 first acknowledged write of the new node) and the checker's counts per LUN; the module
 prints a table at the end (bench/README.md has it). Issue 16's numbering is kept in the
-names, run in this order: 3, 5, 1a, 2a, 2b, 4, 1b.
+names, run in this order: 3, 5, 2a, 2b, 1a, 4, 1b (2a/2b leave both nodes
+up and the group where it was; 1a reboots the active node).
 
 Every iSCSI path of every node goes through its own fault proxy (tests/faultproxy.py); the
 "a"/"b" runs of scenarios 1 and 2 fail paths silently (QMP set_link) / by answering
@@ -184,6 +185,62 @@ def test_5_recover_failback_rejoin(vmc: VMCluster):
     record("5 recover + failback", t0, a, b, takeover_t - t_move)
 
 
+# ------------------------------------------------------------------------- scenario 2
+def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
+    """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
+    monitor 190), no failover, writes continue; back to 2/2 once the path returns."""
+    t0 = time.monotonic()
+    ensure_both_up(vmc)
+    active = vmc.wait_running(timeout=120)
+    node = vmc.nodes[active]
+    t_cut = time.monotonic()
+    fail(active)
+    # monitor every 30 s, one run 10-22 s under TCG (runs 6-7): a cut just after a monitor
+    # started is seen by the next one, ~30 + 22 s later, plus the path's own timeouts
+    got = wait_for("hamon-paths-* = 1/2 on the active node",
+                   lambda: any(v.startswith("1/") for v in path_attr(vmc, active).values()),
+                   150, vmc)
+    print(f"degraded attribute after {time.monotonic() - t_cut:.1f} s: {got}")
+    # the monitor's verdict itself: OCF 190 (degraded), which Pacemaker logs by name/number
+    degraded = wait_for(
+        "disk-b's monitor returning degraded (190) in the active node's pacemaker.log",
+        lambda: [ln for ln in node.file("pacemaker.log").splitlines()
+                 if "disk-b" in ln and "monitor" in ln
+                 and re.search(r"degraded|\b190\b", ln, re.I)], 60, vmc)
+    print("degraded monitor:\n" + "\n".join(degraded[-3:]))
+    mon = node.run("crm_mon -1 -A -f 2>&1", timeout=30).out
+    print(mon)
+    assert "hamon-paths-" in mon and "1/2" in mon, mon
+    time.sleep(5)
+    assert vmc.where() == {active}, f"the group moved after one path failed: {vmc.where()}"
+    for lun in ("A", "B"):
+        vmc.wait_acks(active, lun, after=time.monotonic(), count=5, timeout=60)
+    restore(active)
+    wait_for("hamon-paths-* back to 2/2",
+             lambda: all(v.startswith("2/") for v in path_attr(vmc, active).values())
+             and path_attr(vmc, active), 120, vmc)
+    log = node.file("pacemaker.log")
+    assert "KAMN725-W" in log, "no KAMN725-W for the failed path in the cluster log"
+    assert vmc.where() == {active}
+    a, b = run_check(vmc, None)
+    assert_checker(a, b)
+    refused = [x for x in vmc.acks() if x.kind == "REF" and x.t > t_cut]
+    assert not refused, f"writes refused while one path was up: {refused[:5]}"
+    record(name, t0, a, b)
+
+
+def test_2a_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
+    one_path_fails(vmc, "2a one path cut (silent)",
+                   lambda n: vmc.nodes[n].set_link("path1", False),
+                   lambda n: vmc.nodes[n].set_link("path1", True))
+
+
+def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: VMCluster):
+    one_path_fails(vmc, "2b one path answering HARDWARE ERROR",
+                   lambda n: vmc.proxies[(n, 1)].set_rules(HARDWARE_ERROR),
+                   lambda n: vmc.proxies[(n, 1)].clear_rules())
+
+
 # ------------------------------------------------------------------------- scenario 1
 def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
     """Every path of the active node fails, then `pcs resource move` (a planned
@@ -227,53 +284,6 @@ def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
         vmc.nodes[node].set_link("path1", False)
 
     every_path_fails_during_move(vmc, "1a every path cut during move", cut)
-
-
-# ------------------------------------------------------------------------- scenario 2
-def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
-    """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
-    monitor 190), no failover, writes continue; back to 2/2 once the path returns."""
-    t0 = time.monotonic()
-    ensure_both_up(vmc)
-    active = vmc.wait_running(timeout=120)
-    node = vmc.nodes[active]
-    t_cut = time.monotonic()
-    fail(active)
-    got = wait_for("hamon-paths-* = 1/2 on the active node",
-                   lambda: any(v.startswith("1/") for v in path_attr(vmc, active).values()),
-                   90, vmc)
-    print(f"degraded attribute after {time.monotonic() - t_cut:.1f} s: {got}")
-    mon = node.run("crm_mon -1 -A -f 2>&1", timeout=30).out
-    print(mon)
-    assert "hamon-paths-" in mon and "1/2" in mon, mon
-    time.sleep(5)
-    assert vmc.where() == {active}, f"the group moved after one path failed: {vmc.where()}"
-    for lun in ("A", "B"):
-        vmc.wait_acks(active, lun, after=time.monotonic(), count=5, timeout=60)
-    restore(active)
-    wait_for("hamon-paths-* back to 2/2",
-             lambda: all(v.startswith("2/") for v in path_attr(vmc, active).values())
-             and path_attr(vmc, active), 120, vmc)
-    log = node.file("pacemaker.log")
-    assert "KAMN725-W" in log, "no KAMN725-W for the failed path in the cluster log"
-    assert vmc.where() == {active}
-    a, b = run_check(vmc, None)
-    assert_checker(a, b)
-    refused = [x for x in vmc.acks() if x.kind == "REF" and x.t > t_cut]
-    assert not refused, f"writes refused while one path was up: {refused[:5]}"
-    record(name, t0, a, b)
-
-
-def test_2a_one_path_cut_is_degraded_without_failover(vmc: VMCluster):
-    one_path_fails(vmc, "2a one path cut (silent)",
-                   lambda n: vmc.nodes[n].set_link("path1", False),
-                   lambda n: vmc.nodes[n].set_link("path1", True))
-
-
-def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: VMCluster):
-    one_path_fails(vmc, "2b one path answering HARDWARE ERROR",
-                   lambda n: vmc.proxies[(n, 1)].set_rules(HARDWARE_ERROR),
-                   lambda n: vmc.proxies[(n, 1)].clear_rules())
 
 
 # ------------------------------------------------------------------------- scenario 4
