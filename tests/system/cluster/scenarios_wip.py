@@ -243,18 +243,30 @@ def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: 
 
 # ------------------------------------------------------------------------- scenario 1
 def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
-    """Every path of the active node fails, then `pcs resource move` (a planned
-    termination): KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other node
-    obtains LUN B and the writers continue there."""
+    """`pcs resource move` (a planned termination), and every path of the active node
+    fails during it: KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other
+    node obtains LUN B and the writers continue there.
+
+    The paths fail once pcs has made its move constraint, not before: pcs 0.11 needs ~2
+    min under TCG to get there and refuses to move a group that is not running, while
+    hamon_disk's 30 s monitor sees a failure of every path in well under that (run 11:
+    the monitor failed, Pacemaker recovered the group, pcs said 'not running at the
+    moment', and the test passed a monitor-driven recovery as if it were the move)."""
     t0 = time.monotonic()
     ensure_both_up(vmc)
     old = vmc.wait_running(timeout=120)
     new = other(old)
     o, n = vmc.nodes[old], vmc.nodes[new]
+    n.run(f"( pcs resource move svc {new} > /hamon/pcs-move.out 2>&1; "
+          "echo $? > /hamon/pcs-move.rc ) < /dev/null > /dev/null 2>&1 &", timeout=30,
+          check=True)
+    prefer = re.compile(r'<rsc_location id="cli-prefer-svc"[^>]*node="' + new + '"')
+    wait_for(f"pcs's move constraint cli-prefer-svc (to {new}) in the CIB",
+             lambda: prefer.search(n.run("cibadmin -Q -o constraints 2>&1",
+                                         timeout=60).out), 300, vmc, every=3)
     t_fault = time.monotonic()
     fail(old)
-    mv = n.run(f"pcs resource move svc {new} 2>&1", timeout=240)
-    print(f"pcs resource move svc {new}: rc={mv.rc}\n{mv.out}{mv.err}")
+    print(f"pcs resource move svc {new}: {n.file('pcs-move.out')}")
     ended = o.wait_exit(180)
     reason = o.shutdown_reason()
     log = o.file("pacemaker.log")
@@ -264,6 +276,10 @@ def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
                    f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
     assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
     assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
+    # hamon's stop named it a planned termination (the move), not a recovery after a
+    # failed monitor (run 11's 1a); the words of its stop in run 11's failback
+    assert re.search(r"disk-b.*stop: planned termination", log), \
+        "hamon_disk's stop on the old node was not a planned termination (the move)"
     vmc.wait_running(on=new, timeout=600, via=new)
     takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
     vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
