@@ -15,6 +15,13 @@ Per LUN it counts and checks:
   acknowledged write on that LUN): no record of the old node may sit at or after the new
   node's first slot, and no acknowledgement of the old node may arrive after T (``late``);
   ``refused_after`` counts the old node's refused writes after T.
+  One exception, decided by the disk and not by a clock: a frozen node's acknowledgement
+  reaches the host only after it is resumed, so the one write it had in flight at the
+  freeze is acknowledged after T although it landed before. It is not late if the new
+  node's writer, scanning the LUN through its own session before its first write (its
+  START line's tail), already found that record (or a later one of the same writer) on the
+  disk; at most one per old writer (it writes one record at a time), else all are late.
+  Counted as ``in_flight``. A write that landed after that scan stays late.
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ class LunReport:
     lost: list = field(default_factory=list)
     refused_on_disk: list = field(default_factory=list)
     late: list = field(default_factory=list)
+    #: the old node's acknowledgements after T whose record the new node's writer found
+    #: on the disk before its first write (the write in flight at a freeze)
+    in_flight: list = field(default_factory=list)
     takeover_at: float | None = None
     fsck: str = ""
 
@@ -60,6 +70,9 @@ class LunReport:
              f"on disk {self.on_disk}, refused {self.refused}, refused after takeover "
              f"{self.refused_after}, lost {len(self.lost)}, refused-but-on-disk "
              f"{len(self.refused_on_disk)}, late {len(self.late)}")
+        if self.in_flight:
+            s += (f", acknowledged after the takeover but on disk before the new node's "
+                  f"first write {len(self.in_flight)} {self.in_flight}")
         if self.fsck:
             s += f", fsck {self.fsck}"
         return s
@@ -127,13 +140,23 @@ def check_lun(lun: str, data: bytes, acks: list, snap_t: float,
             for slot, r in disk.items():
                 if r.node == takeover.old and slot >= first_slot:
                     rep.late.append(("on disk after the new node's first slot", r.ident, slot))
+            starts = [a for a in mine if a.kind == "START" and a.node == takeover.new
+                      and takeover.after < a.t <= rep.takeover_at]
+            seen = getattr(starts[-1], "tail", None) if starts else None
             for a in mine:
                 if a.node == takeover.old and a.t > rep.takeover_at:
                     if a.kind == "ACK":
-                        rep.late.append(("acknowledged after the takeover", a.node, a.epoch,
-                                         a.seq, a.slot, round(a.t - rep.takeover_at, 2)))
+                        item = (a.node, a.epoch, a.seq, a.slot, round(a.t - rep.takeover_at, 2))
+                        if seen is not None and seen[:2] == (a.node, a.epoch) \
+                                and a.seq <= seen[2]:
+                            rep.in_flight.append(item)
+                        else:
+                            rep.late.append(("acknowledged after the takeover", *item))
                     elif a.kind == "REF":
                         rep.refused_after += 1
+            if len(rep.in_flight) > 1:
+                rep.late += [("acknowledged after the takeover (more than the one write in "
+                              "flight)", *i) for i in rep.in_flight]
     return rep
 
 

@@ -6,7 +6,8 @@ order below because each leaves the cluster in the state the next starts from (w
 is active, which was rebooted). Each prints its wall time, the takeover time (fault ->
 first acknowledged write of the new node) and the checker's counts per LUN; the module
 prints a table at the end (bench/README.md has it). Issue 16's numbering is kept in the
-names, run in this order: 3, 5, 1a, 2a, 2b, 4, 1b.
+names, run in this order: 3, 5, 2a, 2b, 1a, 4, 1b (2a/2b leave both nodes
+up and the group where it was; 1a reboots the active node).
 
 Every iSCSI path of every node goes through its own fault proxy (tests/faultproxy.py); the
 "a"/"b" runs of scenarios 1 and 2 fail paths silently (QMP set_link) / by answering
@@ -184,51 +185,6 @@ def test_5_recover_failback_rejoin(vmc: VMCluster):
     record("5 recover + failback", t0, a, b, takeover_t - t_move)
 
 
-# ------------------------------------------------------------------------- scenario 1
-def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
-    """Every path of the active node fails, then `pcs resource move` (a planned
-    termination): KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other node
-    obtains LUN B and the writers continue there."""
-    t0 = time.monotonic()
-    ensure_both_up(vmc)
-    old = vmc.wait_running(timeout=120)
-    new = other(old)
-    o, n = vmc.nodes[old], vmc.nodes[new]
-    t_fault = time.monotonic()
-    fail(old)
-    mv = n.run(f"pcs resource move svc {new} 2>&1", timeout=240)
-    print(f"pcs resource move svc {new}: rc={mv.rc}\n{mv.out}{mv.err}")
-    ended = o.wait_exit(180)
-    reason = o.shutdown_reason()
-    log = o.file("pacemaker.log")
-    kamn = re.findall(r"KAMN\d+-[IWE][^\n]*", log)
-    print("old node's KAMN lines:\n" + "\n".join(kamn[-12:]))
-    assert ended, (f"{old} still running 180 s after every path failed during the move; "
-                   f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
-    assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
-    assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
-    vmc.wait_running(on=new, timeout=600, via=new)
-    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
-    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
-    st = lun_state(vmc)
-    print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
-          f"{st[1].reservation.key and hex(st[1].reservation.key)}")
-    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
-    for p in (0, 1):
-        vmc.proxies[(old, p)].clear_rules()
-    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
-    assert_checker(a, b)
-    record(name, t0, a, b, takeover_t - t_fault)
-
-
-def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
-    def cut(node: str) -> None:
-        vmc.nodes[node].set_link("path0", False)
-        vmc.nodes[node].set_link("path1", False)
-
-    every_path_fails_during_move(vmc, "1a every path cut during move", cut)
-
-
 # ------------------------------------------------------------------------- scenario 2
 def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
     """One path of the active node fails: degraded (hamon-paths-* 1/2 in crm_mon -A,
@@ -239,10 +195,19 @@ def one_path_fails(vmc: VMCluster, name: str, fail, restore) -> None:
     node = vmc.nodes[active]
     t_cut = time.monotonic()
     fail(active)
+    # monitor every 30 s, one run 10-22 s under TCG (runs 6-7): a cut just after a monitor
+    # started is seen by the next one, ~30 + 22 s later, plus the path's own timeouts
     got = wait_for("hamon-paths-* = 1/2 on the active node",
                    lambda: any(v.startswith("1/") for v in path_attr(vmc, active).values()),
-                   90, vmc)
+                   150, vmc)
     print(f"degraded attribute after {time.monotonic() - t_cut:.1f} s: {got}")
+    # the monitor's verdict itself: OCF 190 (degraded), which Pacemaker logs by name/number
+    degraded = wait_for(
+        "disk-b's monitor returning degraded (190) in the active node's pacemaker.log",
+        lambda: [ln for ln in node.file("pacemaker.log").splitlines()
+                 if "disk-b" in ln and "monitor" in ln
+                 and re.search(r"degraded|\b190\b", ln, re.I)], 60, vmc)
+    print("degraded monitor:\n" + "\n".join(degraded[-3:]))
     mon = node.run("crm_mon -1 -A -f 2>&1", timeout=30).out
     print(mon)
     assert "hamon-paths-" in mon and "1/2" in mon, mon
@@ -274,6 +239,71 @@ def test_2b_one_path_answering_hardware_error_is_degraded_without_failover(vmc: 
     one_path_fails(vmc, "2b one path answering HARDWARE ERROR",
                    lambda n: vmc.proxies[(n, 1)].set_rules(HARDWARE_ERROR),
                    lambda n: vmc.proxies[(n, 1)].clear_rules())
+
+
+# ------------------------------------------------------------------------- scenario 1
+def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
+    """`pcs resource move` (a planned termination), and every path of the active node
+    fails during it: KAMN725-W + KAMN726-E and hamon's reboot of that guest; the other
+    node obtains LUN B and the writers continue there.
+
+    The paths fail once pcs has made its move constraint, not before: pcs 0.11 needs ~2
+    min under TCG to get there and refuses to move a group that is not running, while
+    hamon_disk's 30 s monitor sees a failure of every path in well under that (run 11:
+    the monitor failed, Pacemaker recovered the group, pcs said 'not running at the
+    moment', and the test passed a monitor-driven recovery as if it were the move). The
+    30 s monitor may still fail during the move's stops (run 12: 16 s after the writers'
+    stops began), before hamon_disk's own stop."""
+    t0 = time.monotonic()
+    ensure_both_up(vmc)
+    old = vmc.wait_running(timeout=120)
+    new = other(old)
+    o, n = vmc.nodes[old], vmc.nodes[new]
+    n.run(f"( pcs resource move svc {new} > /hamon/pcs-move.out 2>&1; "
+          "echo $? > /hamon/pcs-move.rc ) < /dev/null > /dev/null 2>&1 &", timeout=30,
+          check=True)
+    prefer = re.compile(r'<rsc_location id="cli-prefer-svc"[^>]*node="' + new + '"')
+    wait_for(f"pcs's move constraint cli-prefer-svc (to {new}) in the CIB",
+             lambda: prefer.search(n.run("cibadmin -Q -o constraints 2>&1",
+                                         timeout=60).out), 300, vmc, every=3)
+    t_fault = time.monotonic()
+    fail(old)
+    print(f"pcs resource move svc {new}: {n.file('pcs-move.out')}")
+    ended = o.wait_exit(180)
+    reason = o.shutdown_reason()
+    log = o.file("pacemaker.log")
+    kamn = re.findall(r"KAMN\d+-[IWE][^\n]*", log)
+    print("old node's KAMN lines:\n" + "\n".join(kamn[-12:]))
+    assert ended, (f"{old} still running 180 s after every path failed during the move; "
+                   f"its KAMN lines: {kamn[-8:]}\n" + vmc.snapshot())
+    assert reason == "guest-reset", f"{old} ended with {reason}, not hamon's reboot"
+    assert "KAMN725-W" in log and "KAMN726-E" in log, f"KAMN725-W/726-E missing: {kamn}"
+    # hamon_disk terminated the OS for the failed paths (its kernel-log line before SysRq
+    # b, run 12: "... (reboot): all paths failed: /dev/mapper/lunb"), not the watchdog
+    # loop's check (the same terminator, another reason). The stop's own words ("planned
+    # termination") never reach pacemaker.log: the OS ends before the stop returns (run 12)
+    assert re.search(r"hamon: terminating the OS \(\w+\): all paths failed", o.console()), \
+        f"no 'hamon: terminating the OS (...): all paths failed' in {old}'s kernel log"
+    vmc.wait_running(on=new, timeout=600, via=new)
+    takeover_t = vmc.wait_acks(new, "B", after=t_fault, count=3, timeout=300)
+    vmc.wait_acks(new, "A", after=t_fault, count=3, timeout=300)
+    st = lun_state(vmc)
+    print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
+          f"{st[1].reservation.key and hex(st[1].reservation.key)}")
+    assert st[1].reservation.key == KEY[new], f"LUN B not reserved by {new}: {st[1]}"
+    for p in (0, 1):
+        vmc.proxies[(old, p)].clear_rules()
+    a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
+    assert_checker(a, b)
+    record(name, t0, a, b, takeover_t - t_fault)
+
+
+def test_1a_every_path_cut_during_move_terminates_the_os(vmc: VMCluster):
+    def cut(node: str) -> None:
+        vmc.nodes[node].set_link("path0", False)
+        vmc.nodes[node].set_link("path1", False)
+
+    every_path_fails_during_move(vmc, "1a every path cut during move", cut)
 
 
 # ------------------------------------------------------------------------- scenario 4

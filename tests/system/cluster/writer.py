@@ -10,8 +10,13 @@ stable. On start the writer reads the log from slot 0 up to the first slot witho
 record, takes epoch = highest epoch seen + 1 and appends after it. After every write it
 sends one line on a virtio-serial port (the host timestamps it on arrival):
 
-    START node lun epoch slot          ACK node lun epoch seq slot
+    START node lun epoch slot TAIL     ACK node lun epoch seq slot
     REF node lun epoch seq slot ERRNO   (the write failed; the slot is tried again)
+
+TAIL is the last record the start-up scan found, ``node:epoch:seq`` (``-``: none): read
+through this node's own session before its first write, it is the disk's evidence of
+which of a previous writer's records had landed by then (the checker uses it to judge an
+old node's acknowledgement that reached the host late, e.g. after a freeze).
 
 The target may be a block device (the fence_scsi model's LUN A map) or a file on a
 mounted file system (the HA Monitor model's ext4 on LUN B; created if missing).
@@ -74,7 +79,8 @@ def main() -> int:
     log = scan(fd)
     epoch = max((r.epoch for r in log), default=0) + 1
     slot = len(log)
-    port.write(f"START {ns.node} {ns.lun} {epoch} {slot}\n")
+    tail = f"{log[-1].node}:{log[-1].epoch}:{log[-1].seq}" if log else "-"
+    port.write(f"START {ns.node} {ns.lun} {epoch} {slot} {tail}\n")
     stop = False
 
     def _term(*_a: object) -> None:
