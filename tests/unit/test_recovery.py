@@ -306,12 +306,31 @@ def test_step4_normal_termination_but_nothing_held_is_done(tmp_path):
     assert "no key registered" in s4.details[0]
 
 
-def test_step4_normal_termination_held_by_another_node_warns(tmp_path):
+def test_step4_normal_termination_held_by_another_node_is_done_never_cancelled(tmp_path):
+    """node1 failed in a normal termination; node2's key holds the disk now (the service
+    was started again): cancelling it would pull the disk from under a live node."""
     sel = sel_for(tmp_path, ("failure", failure("normal")))
     s4 = build(sel, [dmmp_now(("/dev/sdb", "up", False), ("/dev/sdc", "up", False),
                                        holder=K2, keys=(K2,))], nodes=["node2"]).step(4)
-    assert s4.applies is Applies.YES
-    assert "started again" in "\n".join(s4.details)
+    assert s4.applies is Applies.DONE and s4.suggested == []
+    assert "started again" in s4.why
+    assert "not to be cancelled" in "\n".join(s4.details)
+
+
+def test_step4_unknown_kind_held_by_another_node_is_nothing_to_cancel(tmp_path):
+    """The VM cluster's run 11: node2 was frozen and fenced, its journal's last failure
+    has an unknown kind, node1 runs the service with its own key: step 4 must not
+    suggest cancelling node1's reservation."""
+    sel = sel_for(tmp_path, ("failure", failure("unknown", node="node2")))
+    s4 = build(sel, [dmmp_now(("/dev/sdb", "up", False), ("/dev/sdc", "up", False),
+                              holder=K1, keys=(K1, K1))], nodes=["node1"]).step(4)
+    assert s4.applies is Applies.NO and s4.suggested == []
+    assert "nothing to cancel" in s4.why
+    assert f"held now by 0x{K1:x} (node1)" in s4.details[0]
+    # the failed node's own key still there: unknown, the cancel offered conditionally
+    s4 = build(sel, [dmmp_now(("/dev/sdb", "up", False), ("/dev/sdc", "up", False),
+                              holder=K2, keys=(K2,))]).step(4)
+    assert s4.applies is Applies.UNKNOWN and s4.suggested == [f"hamon reservation cancel {MPATH}"]
 
 
 def test_step4_normal_termination_reservation_unreadable(tmp_path):

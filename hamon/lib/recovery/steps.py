@@ -262,14 +262,22 @@ def step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
     e = sel.entry
     holders = _holder_lines(disks, nodes, cluster)
     cancels = [x for x in sel.later if x.get("kind") == "cancel"]
-    cancel_cmd = [f"hamon reservation cancel {shlex.quote(d.disk)}" for d in disks
-                  if d.reservation is None or d.reservation.held]
     failed_node = str(e.get("node")) if e else None
     failed_key = None
     with contextlib.suppress(ValueError):  # the key the stop journalled, else derived
         failed_key = keymod.parse_key(str(e.get("key"))) if e and e.get("key") else None
     if failed_key is None and failed_node:
         failed_key = keymod.key_for_node(failed_node, cluster)
+    # Never advise cancelling a reservation another node's key holds now (the standby
+    # took over, or the service was started again): only the failed node's, or one that
+    # cannot be read, or any when the failed node's key is not known.
+    theirs = [d for d in disks if d.reservation is not None and d.reservation.held
+              and failed_key is not None and d.reservation.key != failed_key]
+    cancel_cmd = [f"hamon reservation cancel {shlex.quote(d.disk)}" for d in disks
+                  if d not in theirs and (d.reservation is None or d.reservation.held)]
+    taken_over = [f"{d.disk}: held by another key than the failed node {failed_node}'s: "
+                  "not to be cancelled (hamon refuses to cancel one a live node holds)"
+                  for d in theirs]
     if e is not None and not sel.newer_torn:  # the phase decides before the kind does
         phase, verdict = e.get("phase"), e.get("verdict")
         if phase != Phase.TERMINATING:
@@ -314,27 +322,31 @@ def step4(sel: Selection, disks: list[DiskNow], nodes: Sequence[str],
     if termination == TerminationKind.NORMAL:
         unread = [d for d in disks if d.reservation is None]
         held = [d for d in disks if d.reservation is not None and d.reservation.held]
-        details = list(holders)
-        for d in held:
-            r = d.reservation
-            assert r is not None
-            if failed_key is not None and r.key != failed_key:
-                details.append(f"{d.disk}: held by another key than the failed node "
-                               f"{failed_node}'s: the service may have been started again "
-                               "since; cancel only a stale reservation (hamon refuses to "
-                               "cancel one a live node holds)")
+        details = [*holders, *taken_over]
         if not held and not unread:
             return Step(4, TITLES[4], Applies.DONE,
                         "the failure hit a normal termination, but nobody holds the "
                         "reservation any more (released, cancelled or fenced)", details)
+        if not cancel_cmd:
+            return Step(4, TITLES[4], Applies.DONE,
+                        f"the failure hit a normal termination, but nothing of "
+                        f"{failed_node}'s holds the disks any more: another key holds them "
+                        "now (the service was started again since)", details)
         if unread and not held:
             details.append("cancel once a path answers again")
         return Step(4, TITLES[4], Applies.YES,
                     "the failure hit a normal termination: the reservation stays held and "
                     "no standby takes it over, so cancel it (HA Monitor 7.5.12)", details,
                     suggested=cancel_cmd)
+    if not cancel_cmd and theirs:
+        return Step(4, TITLES[4], Applies.NO,
+                    f"whatever the termination was ({unknown_why}), nothing of "
+                    f"{failed_node}'s holds the disks now: another node's key holds them "
+                    "(the standby obtained them, or the service was started again): "
+                    "nothing to cancel", [*holders, *taken_over])
     why = (f"hamon cannot tell which termination was underway: {unknown_why}. If it was a "
            "normal termination (the service was stopped to start nowhere else), cancel the "
            "reservation; after a planned or abnormal termination the standby obtains it and "
            "nothing is to be cancelled. Check the cluster log (pacemaker.log) and crm_mon.")
-    return Step(4, TITLES[4], Applies.UNKNOWN, why, holders, suggested=cancel_cmd)
+    return Step(4, TITLES[4], Applies.UNKNOWN, why, [*holders, *taken_over],
+                suggested=cancel_cmd)
