@@ -47,9 +47,9 @@ class Resolver:
         self.fd_warning = fd_warning
         #: multipathd's path view, asked once per resolve() call (see multipathd_view).
         self._multipathd: dict[str, tuple[str, str]] | None = None
-        #: The iSCSI sessions of the last resolve() call's URLs (one per portal and
-        #: target, see transport.iscsi.SharedSessions), from the pool of every call's.
-        self._sessions: SharedSessions | None = None
+        #: Each iscsi:// URL's sessions: those of the resolve() call that named it (one
+        #: per portal and target, see transport.iscsi.SharedSessions), all from one pool.
+        self._sessions_of: dict[str, SharedSessions] = {}
         self._session_pool: dict[tuple[str, str, bytes], IscsiSession] = {}
 
     def __repr__(self) -> str:
@@ -72,9 +72,10 @@ class Resolver:
         if not self.initiator:
             raise DeviceError(f"{url}: an iSCSI initiator name is needed for iscsi:// "
                               "devices (set iscsi_initiator)")
-        if self._sessions is None:
-            self._sessions = self._shared_sessions([url])
-        return self._sessions.transport(url, self.timeout)
+        sessions = self._sessions_of.get(url)
+        if sessions is None:  # opened without a resolve(): its LUN alone
+            sessions = self._sessions_of[url] = self._shared_sessions([url])
+        return sessions.transport(url, self.timeout)
 
     def _shared_sessions(self, urls: list[str]) -> SharedSessions:
         """One session per portal and target for ``urls`` (the action's device list)."""
@@ -103,10 +104,11 @@ class Resolver:
             raise DeviceError("no device given: name at least one shared disk")
         self._multipathd = None
         urls = [op for op in operands if op.startswith("iscsi://")]
-        self._sessions = None
+        sessions = len(urls)
         if urls and self.iscsi_opener is None and self.initiator:
-            self._sessions = self._shared_sessions(urls)
-        sessions = len(self._sessions) if self._sessions is not None else len(urls)
+            shared = self._shared_sessions(urls)
+            self._sessions_of.update(dict.fromkeys(urls, shared))
+            sessions = len(shared)
         # a descriptor per device node, per iSCSI session: before any is opened
         self._fd_check(len(operands) - len(urls) + sessions)
         try:

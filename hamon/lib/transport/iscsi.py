@@ -128,7 +128,6 @@ class SharedSessions:
         self._luns: dict[tuple[str, str], set[int]] = {}
         for url in urls:
             self._luns.setdefault(self._key(url), set()).add(url.lun)
-        self._sessions: dict[tuple[str, str], IscsiSession] = {}
         self._pool = {} if pool is None else pool
 
     @staticmethod
@@ -140,16 +139,15 @@ class SharedSessions:
         return len(self._luns)
 
     def session(self, url: IscsiUrl) -> IscsiSession:
+        """The session of ``url``'s portal and target (a URL not among ``urls``: of its
+        LUN alone, or of the set already there)."""
         key = self._key(url)
-        found = self._sessions.get(key)
+        isid = derive_isid(self.initiator, url, self.role,
+                           self._luns.setdefault(key, {url.lun}))
+        found = self._pool.get((*key, isid))
         if found is None:
-            isid = derive_isid(self.initiator, url, self.role,
-                               self._luns.setdefault(key, {url.lun}))
-            found = self._pool.get((*key, isid))
-            if found is None:
-                found = self._pool[(*key, isid)] = IscsiSession(
-                    self.initiator, url.portal, url.target, isid)
-            self._sessions[key] = found
+            found = self._pool[(*key, isid)] = IscsiSession(
+                self.initiator, url.portal, url.target, isid)
         return found
 
     def transport(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> IscsiTransport:

@@ -66,8 +66,8 @@ class IscsiSession:
     """One I_T nexus: ``initiator`` with ``isid`` to ``target`` through ``portal``.
 
     Opened by the first command, shared by the transports (LUNs) that
-    :meth:`attach`; logged out when the last of them :meth:`detach` es. ``timeout``
-    bounds the logout only: every command brings its own deadline.
+    :meth:`attach`; logged out when the last of them :meth:`detach` es (at most
+    LOGOUT_BOUND). Every command brings its own deadline.
     """
 
     def __init__(self, initiator: str, portal: str, target: str, isid: bytes) -> None:
@@ -285,11 +285,6 @@ class IscsiSession:
         finalizer, self._finalizer = self._finalizer, None
         if finalizer is not None:
             finalizer()  # li.destroy(ctx) once; libiscsi cancels what was in flight
-
-    def close(self) -> None:
-        """Destroy the session without a logout (tests, and a transport's last resort)."""
-        if self._ctx is not None:
-            self._drop(self._ctx, "closed")
 
     def _session_alive(self, ctx: int) -> bool:
         """Check an idle session before reusing it: did the target hang up meanwhile?

@@ -5,11 +5,12 @@ Why a stable ISID: SPC-4 identifies a registrant by its I_T nexus; for iSCSI the
 initiator port is the initiator name plus the ISID. libiscsi gives every context a
 pseudo-random ISID, so a registration made by one process would be invisible to the
 next (ClusterLabs/fence-agents#517 and #576 for fence_scsi). :func:`derive_isid` gives
-the same ISID for the same initiator name and path (host, port, target, LUN) in every
-process. The LUN is part of it so that sessions to two LUNs of one target through one
-portal are two sessions: RFC 7143 lets a login with the ISID of a live session
-reinstate it (close the older one), as LIO does. Pure Python: no libiscsi needed to
-parse or derive (the resolver and the CLI use this without loading the library).
+the same ISID for the same initiator name, portal, target and LUNs in every process.
+The LUNs a session carries are part of it so that two resources' sessions to different
+LUNs of one target through one portal are two sessions: RFC 7143 lets a login with the
+ISID of a live session reinstate it (close the older one), as LIO does. Pure Python:
+no libiscsi needed to parse or derive (the resolver and the CLI use this without loading
+the library).
 A URL is a ``NamedTuple`` (as urllib.parse's SplitResult), not a dataclass
 (docs/architecture.md, "What a fence loads").
 """

@@ -117,10 +117,8 @@ class Loop:
         """The session on ``fd`` is about to be destroyed: every job still waiting on
         it wakes with LOST (before the descriptor closes and its number is reused)."""
         group = self.waits.get(fd)
-        if group is None or group[0].ctx != ctx:
-            return
-        for w in list(group):
-            self._drop(w, LOST)
+        if group is not None and group[0].ctx == ctx:
+            self._drop_all(fd, LOST)
 
     def wait_thread(self, done: threading.Event, deadline: float) -> str:
         """Switch to the hub until a helper thread sets ``done`` (it also calls
@@ -246,8 +244,7 @@ class Loop:
             if not group:
                 continue
             if revents & _POLLNVAL:
-                for w in list(group):
-                    self._drop(w, LOST)
+                self._drop_all(fd, LOST)
                 continue
             lib, ctx = group[0].lib, group[0].ctx
             rc = lib.iscsi_service(ctx, revents)
@@ -258,8 +255,7 @@ class Loop:
             fd2 = lib.iscsi_get_fd(ctx) if rc >= 0 else -1
             events = lib.iscsi_which_events(ctx) if fd2 == fd else 0
             if events == 0:
-                for w in list(self.waits[fd]):
-                    self._drop(w, LOST)
+                self._drop_all(fd, LOST)
             else:
                 self.poller.modify(fd, events)
         now = time.monotonic()
@@ -282,6 +278,11 @@ class Loop:
         """Stop waiting ``w`` on its socket (the last one unregisters it) and resume it."""
         self._forget(w)
         self._resume(w, reason)
+
+    def _drop_all(self, fd: int, reason: str) -> None:
+        """Every waiter of socket ``fd`` resumes with ``reason``."""
+        for w in list(self.waits.get(fd, ())):
+            self._drop(w, reason)
 
     def _forget(self, w: _Wait) -> None:
         group = self.waits.get(w.fd)
