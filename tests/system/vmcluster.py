@@ -3,7 +3,7 @@
 Built on vm.py's kernel, initramfs and guest init (the host's root read-only over 9p under
 a tmpfs overlay; a writable run directory at /hamon): each node guest runs
 ``cluster/node.sh`` as its scenario, which brings up storage, hamon and the cluster and
-then serves commands. Per node (1 vCPU, 768 MB):
+then serves commands. Per node (2 vCPUs, 768 MB):
 
 * a cluster NIC on a QEMU ``dgram`` link over unix datagram sockets (connectionless, so
   either guest can be restarted and the link comes back; QMP ``set_link`` cuts it);
@@ -17,8 +17,11 @@ then serves commands. Per node (1 vCPU, 768 MB):
   every write; the host stamps each line with its own monotonic clock on arrival;
 * a QMP socket (events; ``stop``/``cont`` freeze a node, ``set_link`` cuts a NIC).
 
-Commands run in a guest through its run directory: the host writes ``cmd/N.sh``, the
-guest's loop runs it and leaves ``N.out``, ``N.err``, ``N.rc`` (:meth:`NodeVM.run`).
+Commands run in a guest through its run directory: the host writes ``cmd/N.sh`` and
+names it on the ``hamon.cmd`` virtio-serial port; the guest's loop, blocked on that port
+(no polling: under TCG a loop that globbed the command directory and forked ``sleep``
+three times a second took ~10% of the vCPU), runs it and leaves ``N.out``, ``N.err``,
+``N.rc`` (:meth:`NodeVM.run`).
 
 Storage is the host's tgtd (tests/integration/tgt.py), each node's path through its own
 fault proxy (tests/faultproxy.py; a plain relay until a scenario sets rules), two LUNs:
@@ -59,6 +62,16 @@ IQN_BASE = "iqn.2003-01.org.linux-iscsi.hamon"
 CLUSTER_NAME = "hamonvm"
 NODES = {"node1": (1, "192.168.77.1"), "node2": (2, "192.168.77.2")}
 PORTS = ("hamon.ack.a", "hamon.ack.b")
+#: seconds between two looks at the cluster's state from the host: each look is a
+#: crm_mon run in a guest, ~0.5-1 s of its one vCPU under TCG
+POLL = 5.0
+#: vCPUs per node guest (HAMON_VMC_SMP overrides). Two, on a 2-CPU host: while one node
+#: is frozen, down, booting or idle the other can use both CPUs, and while both are busy
+#: they share the host as before. (Scenario 3's takeover: 56-65 s with two vCPUs and the
+#: command port; 123-177 s in the runs before, with one vCPU and a polling command loop.)
+SMP = int(os.environ.get("HAMON_VMC_SMP", "2"))
+#: the virtio-serial port the host names each command on (NodeVM.run)
+CMD_PORT = "hamon.cmd"
 
 
 class ClusterError(AssertionError):
@@ -174,6 +187,19 @@ class AckReader(threading.Thread):
                 out.flush()
 
 
+def _connect(path: Path) -> socket.socket:
+    """A connected unix stream socket to a chardev QEMU serves (it listens once started)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    for _ in range(400):
+        try:
+            s.connect(str(path))
+            return s
+        except OSError:
+            time.sleep(0.05)
+    s.close()
+    raise ClusterError(f"chardev socket {path} never answered")
+
+
 def parse_ack(t: float, line: str, boot: int = 0) -> Ack | None:
     p = line.split()
     try:
@@ -222,6 +248,7 @@ class NodeVM:
     qmp: QMP | None = None
     t_start: float = 0.0
     _cmd: int = 0
+    _cmdsock: socket.socket | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     @property
@@ -274,7 +301,7 @@ class NodeVM:
         ])
         argv = [
             _vm.QEMU, "-accel", "tcg", "-nodefaults", "-no-user-config", "-no-reboot",
-            "-machine", "pc", "-cpu", "max", "-smp", "1", "-m", "768",
+            "-machine", "pc", "-cpu", "max", "-smp", str(SMP), "-m", "768",
             "-display", "none", "-vga", "none",
             "-kernel", str(k.vmlinuz), "-initrd", str(rd), "-append", append,
             "-serial", f"file:{bootdir / 'console.log'}",
@@ -300,6 +327,10 @@ class NodeVM:
             argv += ["-chardev", f"socket,id=ack{i},path={s / f'{self.name}.{port}'},"
                      "server=on,wait=off",
                      "-device", f"virtserialport,chardev=ack{i},name={port}"]
+        cmdsock = s / f"{self.name}.{CMD_PORT}"
+        cmdsock.unlink(missing_ok=True)
+        argv += ["-chardev", f"socket,id=cmd,path={cmdsock},server=on,wait=off",
+                 "-device", f"virtserialport,chardev=cmd,name={CMD_PORT}"]
         self.t_start = time.monotonic()
         with open(bootdir / "qemu.log", "wb") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -309,6 +340,9 @@ class NodeVM:
             AckReader(s / f"{self.name}.{port}", self.workdir / f"acks-{port[-1]}.log",
                       self.acks, self.boots).start()
         self._cmd = 0
+        if self._cmdsock is not None:
+            self._cmdsock.close()
+        self._cmdsock = _connect(cmdsock)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -378,6 +412,12 @@ class NodeVM:
         tmp = base.with_suffix(".tmp")
         tmp.write_text(script + "\n")
         tmp.rename(base.with_suffix(".sh"))
+        if self._cmdsock is None:
+            raise ClusterError(f"{self.name}: no command port")
+        try:
+            self._cmdsock.sendall(f"{base.name}\n".encode())
+        except OSError as e:
+            return CmdResult(None, "", f"command port: {e}")
         end = time.monotonic() + timeout
         rcf = base.with_suffix(".rc")
         while time.monotonic() < end and not rcf.exists():
@@ -509,15 +549,15 @@ def seed_cib() -> str:
                     ("stop", "0s", "180s")))
     _primitive(g, "fs-b", "ocf", "Filesystem", {
         "device": "/dev/mapper/lunb", "directory": "/mnt/lunb", "fstype": "ext4",
-    }, provider="heartbeat", ops=(("monitor", "60s", "120s"), ("start", "0s", "120s"),
+    }, provider="heartbeat", ops=(("monitor", "120s", "120s"), ("start", "0s", "120s"),
                                   ("stop", "0s", "120s")))
     _primitive(g, "writer-b", "ocf", "writer", {
         "target": "/mnt/lunb/records", "lun": "B", "port": "hamon.ack.b",
-    }, provider="hamontest", ops=(("monitor", "30s", "60s"), ("start", "0s", "60s"),
+    }, provider="hamontest", ops=(("monitor", "120s", "60s"), ("start", "0s", "60s"),
                                   ("stop", "0s", "60s")))
     _primitive(g, "writer-a", "ocf", "writer", {
         "target": "/dev/mapper/luna", "lun": "A", "port": "hamon.ack.a",
-    }, provider="hamontest", ops=(("monitor", "30s", "60s"), ("start", "0s", "60s"),
+    }, provider="hamontest", ops=(("monitor", "120s", "60s"), ("start", "0s", "60s"),
                                   ("stop", "0s", "60s")))
     return ET.tostring(root, encoding="unicode")
 
@@ -651,7 +691,7 @@ class VMCluster:
             last = self.where(via=via)
             if len(last) == 1 and (on is None or on in last):
                 return next(iter(last))
-            time.sleep(3)
+            time.sleep(POLL)
         raise ClusterError(f"group svc not running{' on ' + on if on else ''} within "
                            f"{timeout:.0f} s (now on {last})\n" + self.snapshot())
 
@@ -660,7 +700,7 @@ class VMCluster:
         while time.monotonic() < end:
             if self.online() >= names:
                 return
-            time.sleep(1)
+            time.sleep(POLL)
         raise ClusterError(f"{names} not online\n" + self.snapshot())
 
     def snapshot(self) -> str:

@@ -6,7 +6,7 @@
 # node's path with QMP set_link), multipathd with maps luna/lunb; hamon with `make
 # install`; corosync + pacemakerd without systemd; the fence_hamon_scsi_check loop (our
 # watchdog: no watchdog daemon here); then a command loop: the host drops NAME.sh files
-# in /hamon/cmd and reads NAME.out/.err/.rc back.
+# in /hamon/cmd, names them on the hamon.cmd port and reads NAME.out/.err/.rc back.
 set -u
 # Settings: /hamon/env (written by the host, exported by guest/init.sh).
 log() { read -r _u _ < /proc/uptime; echo "[$_u] $*" >&2; }
@@ -74,6 +74,34 @@ mkdir -p /usr/lib/ocf/resource.d/hamontest
 ln -sf "$CLUSTER_DIR/writer_ocf" /usr/lib/ocf/resource.d/hamontest/writer
 mkdir -p /mnt/lunb
 
+# ------------------------------------------------------------------------ storage
+# Before the cluster: the zygote imports (~30 s of one vCPU under TCG) while udev and the
+# iSCSI logins run; Pacemaker must not start before the zygote is ready (fenced's 5 s
+# meta-data limit), and nothing of the cluster needs the paths before multipath below.
+/lib/systemd/systemd-udevd --daemon --resolve-names=never 2>> /hamon/udevd.log || die udevd
+udevadm trigger --action=add --subsystem-match=block --subsystem-match=scsi
+rm -rf /etc/iscsi/nodes /etc/iscsi/send_targets /var/lib/iscsi
+mkdir -p /etc/iscsi/nodes /run/lock/iscsi
+echo "InitiatorName=$INITIATOR" > /etc/iscsi/initiatorname.iscsi
+sed -i -e 's|^iscsid.startup.*|iscsid.startup = /bin/true|' \
+    -e 's|^node.session.timeo.replacement_timeout.*|node.session.timeo.replacement_timeout = 5|' \
+    -e 's|^node.conn\[0\].timeo.noop_out_interval.*|node.conn[0].timeo.noop_out_interval = 5|' \
+    -e 's|^node.conn\[0\].timeo.noop_out_timeout.*|node.conn[0].timeo.noop_out_timeout = 10|' \
+    /etc/iscsi/iscsid.conf
+iscsid > /hamon/iscsid.log 2>&1 || die iscsid
+wait_for 120 test -s /run/iscsid.pid || die "iscsid did not start"
+step iscsid-up
+for _p in "10.0.2.2:$P0_PORT" "10.0.3.2:$P1_PORT"; do
+    iscsiadm -m node -o new -T "$TGT_IQN" -p "$_p" > /dev/null || die "node record $_p"
+    iscsiadm -m node -T "$TGT_IQN" -p "$_p" --login > /dev/null || die "login $_p"
+done
+_sd_count() { set -- /sys/class/scsi_disk/*; [ -e "$1" ] && echo $# || echo 0; }
+_four() { [ "$(_sd_count)" -ge 4 ]; }
+wait_for 300 _four || die "$(_sd_count) of 4 iSCSI disks"
+step disks-seen
+udevadm settle --timeout=60
+step iscsi-up
+
 # ------------------------------------------------------------------- corosync, pacemaker
 mkdir -p /etc/corosync /var/lib/corosync /var/log/corosync /var/log/cluster \
     /var/lib/pacemaker/cib /var/lib/pacemaker/pengine /var/lib/pacemaker/blackbox \
@@ -101,34 +129,6 @@ wait_for 120 corosync-cfgtool -s || die "corosync did not start"
 PCMK_logfile=/hamon/pacemaker.log PCMK_logfacility=none PCMK_debug=no \
     setsid pacemakerd > /hamon/pacemakerd.out 2>&1 < /dev/null &
 step cluster-started
-# Under TCG the CIB manager can take >20 s to validate the seeded CIB; pacemaker-fenced
-# gives up connecting to it after ~23 s and then runs with no fence device ("No fence
-# device" for every unfencing). If that happened, kill it: pacemakerd starts it again.
-
-# ------------------------------------------------------------------------ storage
-/lib/systemd/systemd-udevd --daemon --resolve-names=never 2>> /hamon/udevd.log || die udevd
-udevadm trigger --action=add --subsystem-match=block --subsystem-match=scsi
-rm -rf /etc/iscsi/nodes /etc/iscsi/send_targets /var/lib/iscsi
-mkdir -p /etc/iscsi/nodes /run/lock/iscsi
-echo "InitiatorName=$INITIATOR" > /etc/iscsi/initiatorname.iscsi
-sed -i -e 's|^iscsid.startup.*|iscsid.startup = /bin/true|' \
-    -e 's|^node.session.timeo.replacement_timeout.*|node.session.timeo.replacement_timeout = 5|' \
-    -e 's|^node.conn\[0\].timeo.noop_out_interval.*|node.conn[0].timeo.noop_out_interval = 5|' \
-    -e 's|^node.conn\[0\].timeo.noop_out_timeout.*|node.conn[0].timeo.noop_out_timeout = 10|' \
-    /etc/iscsi/iscsid.conf
-iscsid > /hamon/iscsid.log 2>&1 || die iscsid
-wait_for 120 test -s /run/iscsid.pid || die "iscsid did not start"
-step iscsid-up
-for _p in "10.0.2.2:$P0_PORT" "10.0.3.2:$P1_PORT"; do
-    iscsiadm -m node -o new -T "$TGT_IQN" -p "$_p" > /dev/null || die "node record $_p"
-    iscsiadm -m node -T "$TGT_IQN" -p "$_p" --login > /dev/null || die "login $_p"
-done
-_sd_count() { set -- /sys/class/scsi_disk/*; [ -e "$1" ] && echo $# || echo 0; }
-_four() { [ "$(_sd_count)" -ge 4 ]; }
-wait_for 300 _four || die "$(_sd_count) of 4 iSCSI disks"
-step disks-seen
-udevadm settle --timeout=60
-step iscsi-up
 
 # multipath: LUN 1 = luna (fence_scsi's model), LUN 2 = lunb (HA Monitor's model)
 {
@@ -187,14 +187,22 @@ fi
 step cib-up
 step node-ready
 # ------------------------------------------------------------------- the command loop
+# The host names each command (/hamon/cmd/NAME.sh) on the hamon.cmd virtio-serial port; a
+# read there blocks, so the loop costs nothing while idle (it used to glob the command
+# directory and fork `sleep` three times a second: ~10% of the vCPU under TCG). A read
+# returns EOF while the host is not connected: then wait a second and read again.
+_cmdport=
+for _p in /sys/class/virtio-ports/*; do
+    read -r _pn < "$_p/name" && [ "$_pn" = hamon.cmd ] && _cmdport=/dev/${_p##*/}
+done
+[ -n "$_cmdport" ] || die "no virtio-serial port hamon.cmd"
 mkdir -p /hamon/cmd
+exec 3< "$_cmdport"
 while :; do
-    for _f in /hamon/cmd/*.sh; do
-        [ -e "$_f" ] || continue
-        _b=${_f%.sh}
-        [ -e "$_b.started" ] && continue
-        : > "$_b.started"
-        ( sh "$_f" > "$_b.out" 2> "$_b.err" < /dev/null; echo $? > "$_b.rct"; mv "$_b.rct" "$_b.rc" ) &
+    while read -r _name <&3; do
+        _b=/hamon/cmd/$_name
+        [ -e "$_b.sh" ] || continue
+        ( sh "$_b.sh" > "$_b.out" 2> "$_b.err" < /dev/null; echo $? > "$_b.rct"; mv "$_b.rct" "$_b.rc" ) &
     done
-    sleep 0.3
+    sleep 1
 done
