@@ -10,6 +10,7 @@ say how to get them (CI installs them with `tools/bootstrap system`).
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,16 @@ def vm(vm_kernel, tmp_path):
         return r
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The VM cluster's scenarios, one row each: wall time, takeover time and the checker's
+    counts per LUN (test_vm_cluster.py), shown whether the tests' output was captured
+    or not."""
+    mod = next((m for n, m in list(sys.modules.items())
+                if n.rsplit(".", 1)[-1] == "test_vm_cluster"), None)
+    if mod is None or not getattr(mod, "RESULTS", None):
+        return
+    terminalreporter.section("VM cluster: scenarios and the checker's counts")
+    for line in mod.results_table():
+        terminalreporter.write_line(line)
