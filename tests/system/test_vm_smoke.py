@@ -101,9 +101,13 @@ def test_harness_basics(vm):
 def test_hung_guest_is_killed_in_bounded_time(vm, tmp_path):
     hang = tmp_path / "hang.sh"
     hang.write_text("echo hanging\nsleep 1000\n")
+    # The bound must hold the guest's boot to the scenario: ~9-17 s alone, but run
+    # 2026-12-02 09:04 (the VM cluster booting in the other lane, load 6.5) the guest
+    # had reached only its switch_root at 25 s. The claim is the kill: once the bound
+    # passes, QEMU is gone within the grace below, whatever the guest is doing.
     t0 = time.monotonic()
-    r = vm(hang, timeout=25)
-    assert time.monotonic() - t0 < 25 + 15
+    r = vm(hang, timeout=90)
+    assert time.monotonic() - t0 < 90 + 15
     assert r.how == "timeout" and not r.exited_by_itself
     assert r.status is None and not r.harness_poweroff
     assert r.event("scenario-start")
