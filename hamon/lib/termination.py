@@ -25,6 +25,7 @@ import os
 import sys
 import syslog
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -153,9 +154,15 @@ class OsTerminator:
     #: Why the last request was not taken (SysRq and the fallback both refused).
     failure: str = ""
 
-    def terminate(self, reason: str) -> bool:
+    def terminate(self, reason: str, last_words: Sequence[str] = ()) -> bool:
         """Request termination. False when action is none or when neither SysRq nor the
-        fallback command took the request (``failure`` says why): the caller must fail."""
+        fallback command took the request (``failure`` says why): the caller must fail.
+
+        ``last_words`` (the KAMN725-W/726-E that decided it) go to the kernel log before
+        the reason: they were logged to syslog and stderr, and both can be lost with the
+        OS (no syslog daemon, or one that had not written yet; pacemaker-execd copies an
+        agent's stderr into the cluster log only when the action returns, which a stop
+        that terminates the OS never does: seen 2026-12-02 in the VM cluster)."""
         if self.action is OsAction.NONE:
             return False
         self.requested.append(reason)
@@ -165,6 +172,8 @@ class OsTerminator:
                 f.flush()
                 os.fsync(f.fileno())
             return True
+        for line in last_words:
+            _to_kernel_log(f"hamon: {line}")
         _to_kernel_log(f"hamon: terminating the OS ({self.action}): {reason}")
         try:
             with open("/proc/sysrq-trigger", "w") as f:
@@ -265,17 +274,18 @@ def act(
     With the OS action ``none`` HAMN957-E says that the OS stays up (HAMN954-E would
     announce a termination that does not come) and False is returned: the caller fails.
     """
+    said: list[str] = []
     for f in decision.failures:
         for p in f.failed:
             if p.code in (DetailsCode.OPEN, DetailsCode.IOCTL):
                 # HA Monitor precedes KAMN725-W OPEN/IOCTL with KAMN601-W
                 messages.emit("KAMN601", device=p.label, reason=p.reason or p.code,
                               alias=alias)
-            messages.emit("KAMN725", device=p.label, code=p.code, alias=alias, host=host,
-                          hostkey=hostkey)
+            said.append(str(messages.emit("KAMN725", device=p.label, code=p.code,
+                                          alias=alias, host=host, hostkey=hostkey)))
         if f.all_failed:
-            messages.emit("KAMN726", device=f.disk, alias=alias,
-                          failed=",".join(p.path for p in f.failed))
+            said.append(str(messages.emit("KAMN726", device=f.disk, alias=alias,
+                                          failed=",".join(p.path for p in f.failed))))
     if journal is not None and decision.failures:
         if hostkey is not None:
             details = {"key": f"0x{hostkey:x}", **(details or {})}
@@ -290,4 +300,4 @@ def act(
         messages.emit("HAMN957", alias=alias, device=disks)
         return False
     messages.emit("HAMN954", action=str(terminator.action), alias=alias, device=disks)
-    return terminator.terminate(f"all paths failed: {disks}")
+    return terminator.terminate(f"all paths failed: {disks}", last_words=said)

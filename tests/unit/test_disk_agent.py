@@ -426,7 +426,7 @@ def test_stop_with_every_path_failed_journals_durably_then_terminates(tmp_path, 
     seen_at_termination: list[list[dict]] = []
 
     class Watching(OsTerminator):
-        def terminate(self, reason: str) -> bool:
+        def terminate(self, reason: str, last_words=()) -> bool:
             seen_at_termination.append(n1.journal.entries("failure"))
             return super().terminate(reason)
 
@@ -467,7 +467,7 @@ def test_an_os_that_cannot_be_terminated_is_not_claimed_terminated(tmp_path, cap
     st.fail(2)
 
     class Refused(OsTerminator):
-        def terminate(self, reason: str) -> bool:
+        def terminate(self, reason: str, last_words=()) -> bool:
             self.failure = "/proc/sysrq-trigger: Permission denied; reboot -f: exit 1"
             return False
 

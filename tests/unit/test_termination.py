@@ -146,6 +146,52 @@ def test_real_termination_logs_to_the_kernel_first_then_sysrq(monkeypatch):
                        ("/proc/sysrq-trigger", "o")]
 
 
+def test_the_messages_that_decided_a_termination_reach_the_kernel_log_first(monkeypatch):
+    """KAMN725-W per failed path and KAMN726-E go to /dev/kmsg before the reason and the
+    SysRq key: syslog and stderr may die with the OS (a stop that terminates it never
+    returns, so pacemaker-execd never copies its stderr; VM cluster, 2026-12-02)."""
+    import io
+
+    written: list[tuple[str, str]] = []
+
+    class Sink(io.StringIO):
+        def __init__(self, path):
+            super().__init__()
+            self.path = path
+
+        def close(self):
+            written.append((self.path, self.getvalue()))
+            super().close()
+
+    monkeypatch.setattr(termination, "open", lambda path, mode="r": Sink(path),
+                        raising=False)
+    d = disk(2, 2)
+    assert act(decide(Phase.TERMINATING, failures_of([d])), alias="svc", host="node1",
+               journal=None, terminator=OsTerminator(OsAction.REBOOT))
+    kmsg = [text for path, text in written if path == "/dev/kmsg"]
+    assert [t.split()[1] for t in kmsg] == ["KAMN725-W", "KAMN725-W", "KAMN726-E",
+                                            "terminating"]
+    assert all(t.startswith("<2>hamon: ") and t.endswith("\n") for t in kmsg)
+    assert "mpatha(/dev/sdb)" in kmsg[0] and "mpatha(/dev/sdc)" in kmsg[1]
+    assert "/dev/mapper/mpatha" in kmsg[2]
+    assert written[-1] == ("/proc/sysrq-trigger", "b")
+
+
+def test_a_dry_run_writes_nothing_to_the_kernel_log(monkeypatch, tmp_path):
+    opened: list[str] = []
+    real_open = open
+
+    def spy(path, mode="r"):
+        opened.append(path)
+        return real_open(path, mode)
+
+    monkeypatch.setattr(termination, "open", spy, raising=False)
+    assert act(decide(Phase.TERMINATING, failures_of([disk(2, 2)])), alias="svc",
+               host="node1", journal=None,
+               terminator=OsTerminator(OsAction.REBOOT, dry_run_file=str(tmp_path / "dry")))
+    assert opened == [str(tmp_path / "dry")]
+
+
 def test_kernel_log_unwritable_does_not_stop_the_termination(monkeypatch):
     keys = []
 
