@@ -130,7 +130,7 @@ def wait_takeover(c: VMCluster, new: str, t_fault: float, timeout: float = 600) 
     return first
 
 
-def comes_back(c: VMCluster, node: NodeVM) -> None:
+def comes_back(node: NodeVM) -> None:
     """The node's machine starts again after its reboot, as a server does by itself:
     QEMU runs with -no-reboot (so a scenario sees that and why the OS ended), and this
     starts it again at once, while the survivor takes over, not when the next scenario
@@ -144,7 +144,7 @@ def ensure_both_up(c: VMCluster) -> None:
     """Boot any node whose QEMU ended and wait until both are ready and online."""
     for n in c.nodes.values():
         if not n.alive():
-            comes_back(c, n)
+            comes_back(n)
     for n in c.nodes.values():
         n.wait_ready(420)
     c.wait_online(set(vmcluster.NODES), timeout=240)
@@ -186,7 +186,7 @@ def test_3_frozen_active_is_fenced_and_refused_when_resumed(vmc: VMCluster):
     console = o.console()
     assert re.search(r"critical nexus error, dev sd[a-z]+, .*WRITE", console) or \
         "reservation conflict" in console.lower(), "no reservation conflict in the kernel log"
-    comes_back(vmc, o)
+    comes_back(o)
     a, b = run_check(vmc, checker.Takeover(old, new, t_fault))
     assert_checker(a, b)
     assert a.refused_after > 0 and b.refused_after > 0
@@ -327,7 +327,7 @@ def every_path_fails_during_move(vmc: VMCluster, name: str, fail) -> None:
         f"no 'hamon: terminating the OS (...): all paths failed' in {old}'s kernel log"
     for p in (0, 1):  # the fault was on the paths of the OS that ended; not of the next boot
         vmc.proxies[(old, p)].clear_rules()
-    comes_back(vmc, o)
+    comes_back(o)
     takeover_t = wait_takeover(vmc, new, t_fault)
     st = lun_state(vmc)
     print(f"LUN A keys {[hex(k) for k in st[0].keys]}; LUN B holder "
@@ -382,7 +382,7 @@ def test_4_cluster_link_cut_exactly_one_writer(vmc: VMCluster):
     winner = vmc.nodes[other(loser.name)]
     print(f"{loser.name} ended: {loser.shutdown_reason()}; watchdog:\n"
           f"{loser.file('watchdog.log')[-400:]}")
-    comes_back(vmc, loser)
+    comes_back(loser)
     if winner.alive() and winner.name == old:
         winner.set_link("cl", True)
     wait_takeover(vmc, winner.name, t_fault)

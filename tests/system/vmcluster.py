@@ -104,15 +104,7 @@ class QMP:
         self._lock = threading.Lock()
         self._replies: list[dict] = []
         self._cv = threading.Condition()
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(400):
-            try:
-                s.connect(str(path))
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise ClusterError(f"QMP socket {path} never answered")
+        s = _connect(path)
         self._f = s.makefile("rwb", buffering=0)
         self._f.readline()
         threading.Thread(target=self._reader, daemon=True).start()
@@ -157,14 +149,9 @@ class AckReader(threading.Thread):
         self.path, self.log, self.sink, self.boot = path, log, sink, boot
 
     def run(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        for _ in range(400):
-            try:
-                s.connect(str(self.path))
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
+        try:
+            s = _connect(self.path)
+        except ClusterError:
             return
         with s, open(self.log, "a") as out:
             buf = b""
@@ -188,7 +175,8 @@ class AckReader(threading.Thread):
 
 
 def _connect(path: Path) -> socket.socket:
-    """A connected unix stream socket to a chardev QEMU serves (it listens once started)."""
+    """A connected unix stream socket to one QEMU serves (QMP, a chardev): it listens
+    once QEMU started, so this retries for up to 20 s."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     for _ in range(400):
         try:
@@ -197,7 +185,7 @@ def _connect(path: Path) -> socket.socket:
         except OSError:
             time.sleep(0.05)
     s.close()
-    raise ClusterError(f"chardev socket {path} never answered")
+    raise ClusterError(f"QEMU socket {path} never answered")
 
 
 def parse_ack(t: float, line: str, boot: int = 0) -> Ack | None:

@@ -122,9 +122,9 @@ def test_the_last_word_before_a_reset_goes_to_the_kernel_log(tmp_path, monkeypat
     termination._to_kernel_log("ignored")  # best effort: no kernel log, no error
 
 
-def test_real_termination_logs_to_the_kernel_first_then_sysrq(monkeypatch):
-    """Without dry run: one line to /dev/kmsg (serial console, pstore: what an admin
-    reads after the reset), then the SysRq key; observed through a fake open()."""
+def writes_seen(monkeypatch) -> list[tuple[str, str]]:
+    """termination's open() replaced: every file it writes is (path, text) in the list
+    returned, once closed; nothing reaches /dev/kmsg or /proc/sysrq-trigger."""
     import io
 
     written: list[tuple[str, str]] = []
@@ -140,6 +140,13 @@ def test_real_termination_logs_to_the_kernel_first_then_sysrq(monkeypatch):
 
     monkeypatch.setattr(termination, "open", lambda path, mode="r": Sink(path),
                         raising=False)
+    return written
+
+
+def test_real_termination_logs_to_the_kernel_first_then_sysrq(monkeypatch):
+    """Without dry run: one line to /dev/kmsg (serial console, pstore: what an admin
+    reads after the reset), then the SysRq key; observed through a fake open()."""
+    written = writes_seen(monkeypatch)
     assert OsTerminator(OsAction.POWEROFF).terminate("all paths failed: /dev/sdb\nx")
     assert written == [("/dev/kmsg", "<2>hamon: terminating the OS (poweroff): all paths "
                                      "failed: /dev/sdb x\n"),
@@ -150,21 +157,7 @@ def test_the_messages_that_decided_a_termination_reach_the_kernel_log_first(monk
     """KAMN725-W per failed path and KAMN726-E go to /dev/kmsg before the reason and the
     SysRq key: syslog and stderr may die with the OS (a stop that terminates it never
     returns, so pacemaker-execd never copies its stderr; VM cluster, 2026-12-02)."""
-    import io
-
-    written: list[tuple[str, str]] = []
-
-    class Sink(io.StringIO):
-        def __init__(self, path):
-            super().__init__()
-            self.path = path
-
-        def close(self):
-            written.append((self.path, self.getvalue()))
-            super().close()
-
-    monkeypatch.setattr(termination, "open", lambda path, mode="r": Sink(path),
-                        raising=False)
+    written = writes_seen(monkeypatch)
     d = disk(2, 2)
     assert act(decide(Phase.TERMINATING, failures_of([d])), alias="svc", host="node1",
                journal=None, terminator=OsTerminator(OsAction.REBOOT))
